@@ -1,0 +1,380 @@
+"""The `keeper` command. Subcommands so far: `calc` (the margin calculator).
+
+`main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
+with a message naming the flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, NoReturn
+
+from keeper import margin
+from keeper.model import Basis, CrossAccount, MarginMode, Market, Position, Side, Token
+from keeper.units import (
+    Price,
+    TokenAmount,
+    Usd,
+    div_ceil,
+    div_floor,
+    parse_decimal,
+    quantize_ceil,
+    quantize_floor,
+)
+
+__all__ = ["main"]
+
+CALC_DECIMALS = 18
+"""Sizes, prices and USD amounts in `keeper calc` are exact to 18 decimal places."""
+
+MAX_LEVERAGE = Decimal(1000)
+
+_USD = Token("USD", "USD", CALC_DECIMALS)
+_INDEX = Token("INDEX", "INDEX", CALC_DECIMALS)
+_ONE = Price.from_value_exact(1, CALC_DECIMALS)
+
+CALC_EPILOG = """\
+Sizes are in tokens, prices in USD per token, amounts in USD, rates as fractions (0.005 is
+0.5%), all exact to 18 decimal places. The mark defaults to the entry price; maintenance
+rate, close fee and accrued fees default to 0. --fees are accrued funding and borrowing
+(negative: income). Equity is collateral + pnl - fees - close fee on the notional at the mark.
+
+--json prints one object; numbers are decimal strings, null where there is none:
+  side, size, entry_price, mark_price        the inputs
+  collateral                                 margin posted (given, or notional at entry / leverage)
+  notional                                   size x mark
+  leverage                                   notional / equity (null when equity <= 0)
+  initial_margin                             notional at entry / the leverage asked for (or
+                                             posted collateral when --collateral is given)
+  equity, margin_ratio                       equity, equity / notional
+  maintenance_rate, basis, maintenance_margin
+  pnl, return_on_margin                      pnl at the mark, pnl / collateral
+  liquidation_price, distance_to_liquidation signed: (mark - liq) / mark for a long,
+                                             (liq - mark) / mark for a short; negative: past it
+  liquidatable                               true or false
+
+keeper calc cross --balance B --position long:SIZE:ENTRY[:MARK] ... prints, with --json:
+  balance, equity, total_notional, margin_ratio, maintenance_margin, liquidatable, and
+  positions: a list of {side, size, entry_price, mark_price, notional, pnl,
+  maintenance_margin, liquidation_price, distance_to_liquidation}, where the liquidation
+  price is the mark at which the account becomes liquidatable if that position alone moves.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors exit 2 through `main` rather than from deep inside."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser, and the `calc` and `calc cross` parsers (for their errors)."""
+    parser = _Parser(prog="keeper", description="Protect leveraged perpetual positions.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    calc = commands.add_parser(
+        "calc",
+        help="margin calculator: notional, leverage, pnl, liquidation price",
+        description="Margin calculator for one isolated position (or `calc cross`).",
+        epilog=CALC_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calc.add_argument("--side", choices=["long", "short"])
+    calc.add_argument("--size", metavar="TOKENS")
+    calc.add_argument("--entry", metavar="PRICE")
+    calc.add_argument("--collateral", metavar="AMOUNT")
+    calc.add_argument("--leverage", metavar="X")
+    calc.add_argument("--price", metavar="MARK", help="mark price (default: the entry)")
+    calc.add_argument("--fees", metavar="AMOUNT", help="accrued fees (negative: income)")
+    _common(calc)
+
+    cross_ = calc.add_subparsers(dest="calc_mode", parser_class=_Parser)
+    cross = cross_.add_parser(
+        "cross",
+        help="a cross-margin account",
+        description="Margin calculator for a cross-margin account.",
+        epilog=CALC_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cross.add_argument("--balance", metavar="AMOUNT", required=True)
+    cross.add_argument(
+        "--position",
+        metavar="SIDE:SIZE:ENTRY[:MARK]",
+        action="append",
+        required=True,
+        help="long:SIZE:ENTRY[:MARK] or short:...; repeat for each position",
+    )
+    _common(cross)
+    return parser, calc, cross
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--maintenance", metavar="RATE", default="0")
+    parser.add_argument("--basis", choices=["mark", "entry"], default="mark")
+    parser.add_argument("--close-fee", metavar="RATE", default="0")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# --- parsing inputs ----------------------------------------------------------------------------
+
+
+def _number(parser: argparse.ArgumentParser, flag: str, text: str) -> Decimal:
+    try:
+        value = parse_decimal(text, name=flag)
+    except (TypeError, ValueError):
+        parser.error(f"{flag}: not a number: {text!r}")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -CALC_DECIMALS:
+        parser.error(f"{flag}: more than {CALC_DECIMALS} decimal places: {text}")
+    return value
+
+
+def _positive(parser: argparse.ArgumentParser, flag: str, text: str) -> Decimal:
+    value = _number(parser, flag, text)
+    if value <= 0:
+        parser.error(f"{flag}: must be greater than zero, got {text}")
+    return value
+
+
+def _rate(parser: argparse.ArgumentParser, flag: str, text: str) -> Decimal:
+    value = _number(parser, flag, text)
+    if not Decimal(0) <= value < Decimal(1):
+        parser.error(f"{flag}: must be in [0, 1), got {text}")
+    return value
+
+
+def _market(parser: argparse.ArgumentParser, args: argparse.Namespace, mark: Decimal) -> Market:
+    return Market(
+        venue="calc",
+        market_id="calc",
+        index_token=_INDEX,
+        usd_decimals=CALC_DECIMALS,
+        mark_price=Price.from_value_exact(mark, CALC_DECIMALS),
+        maintenance_rate=_rate(parser, "--maintenance", args.maintenance),
+        basis=Basis(args.basis),
+        close_fee_rate=_rate(parser, "--close-fee", args.close_fee),
+    )
+
+
+def _position(
+    market: Market, side: Side, *, size: Decimal, entry: Decimal, collateral: Decimal, fees: Decimal
+) -> Position:
+    """A position in `market`; in cross margin (account "calc") unless market_id is "calc"."""
+    cross = market.market_id != "calc"
+    return Position(
+        venue="calc",
+        key=market.market_id,
+        account="calc",
+        market_id=market.market_id,
+        side=side,
+        size=TokenAmount.from_value_exact(size, CALC_DECIMALS),
+        entry_price=Price.from_value_exact(entry, CALC_DECIMALS),
+        collateral_token=_USD,
+        collateral=TokenAmount.from_value_exact(collateral, CALC_DECIMALS),
+        collateral_price=_ONE,
+        collateral_usd=Usd.from_value_exact(collateral, CALC_DECIMALS),
+        fees=Usd.from_value_exact(fees, CALC_DECIMALS),
+        mode=MarginMode.CROSS if cross else MarginMode.ISOLATED,
+        cross_account="calc" if cross else None,
+    )
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def _s(value: Decimal | Usd | Price | None) -> str | None:
+    if value is None:
+        return None
+    number = value if isinstance(value, Decimal) else value.value
+    text = format(number.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _emit(data: dict[str, Any], as_json: bool, labels: Sequence[tuple[str, str]]) -> None:
+    if as_json:
+        print(json.dumps(data))
+        return
+    width = max(len(label) for _, label in labels)
+    for key, label in labels:
+        print(f"{label:<{width}}  {_show(data[key])}")
+
+
+def _calc(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    for flag, value in (("--side", args.side), ("--size", args.size), ("--entry", args.entry)):
+        if value is None:
+            parser.error(f"{flag} is required (or use `keeper calc cross`)")
+    if (args.collateral is None) == (args.leverage is None):
+        parser.error("give exactly one of --collateral and --leverage")
+    size = _positive(parser, "--size", args.size)
+    entry = _positive(parser, "--entry", args.entry)
+    mark = entry if args.price is None else _positive(parser, "--price", args.price)
+    fees = Decimal(0) if args.fees is None else _number(parser, "--fees", args.fees)
+    entry_notional = size * entry
+    if args.leverage is not None:
+        lev = _positive(parser, "--leverage", args.leverage)
+        if lev > MAX_LEVERAGE:
+            parser.error(f"--leverage: at most {MAX_LEVERAGE}x, got {args.leverage}")
+        collateral = quantize_ceil(div_ceil(entry_notional, lev), CALC_DECIMALS)
+    else:
+        collateral = _positive(parser, "--collateral", args.collateral)
+    market = _market(parser, args, mark)
+    position = _position(
+        market, Side(args.side), size=size, entry=entry, collateral=collateral, fees=fees
+    )
+    pnl = margin.pnl(position, market)
+    data: dict[str, Any] = {
+        "side": args.side,
+        "size": _s(size),
+        "entry_price": _s(entry),
+        "mark_price": _s(mark),
+        "collateral": _s(collateral),
+        "notional": _s(margin.notional(position, market)),
+        "leverage": _s(margin.leverage(position, market)),
+        "initial_margin": _s(collateral),
+        "equity": _s(margin.equity(position, market)),
+        "margin_ratio": _s(margin.margin_ratio(position, market)),
+        "maintenance_rate": _s(market.maintenance_rate),
+        "basis": args.basis,
+        "maintenance_margin": _s(margin.maintenance_margin(position, market)),
+        "pnl": _s(pnl),
+        "return_on_margin": _s(
+            quantize_floor(div_floor(pnl.value, collateral), margin.RATIO_PLACES)
+        ),
+        "liquidation_price": _s(margin.liquidation_price(position, market)),
+        "distance_to_liquidation": _s(margin.distance_to_liquidation(position, market)),
+        "liquidatable": margin.is_liquidatable(position, market),
+    }
+    _emit(data, args.json, _ISOLATED_LABELS)
+    return 0
+
+
+_ISOLATED_LABELS = (
+    ("side", "side"),
+    ("size", "size"),
+    ("entry_price", "entry price"),
+    ("mark_price", "mark price"),
+    ("collateral", "collateral"),
+    ("notional", "notional"),
+    ("leverage", "leverage"),
+    ("initial_margin", "initial margin"),
+    ("equity", "equity"),
+    ("margin_ratio", "margin ratio"),
+    ("maintenance_margin", "maintenance margin"),
+    ("pnl", "pnl"),
+    ("return_on_margin", "return on margin"),
+    ("liquidation_price", "liquidation price"),
+    ("distance_to_liquidation", "distance to liquidation"),
+    ("liquidatable", "liquidatable"),
+)
+
+
+def _calc_cross(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    balance = _number(parser, "--balance", args.balance)
+    if balance < 0:
+        parser.error(f"--balance: must not be negative, got {args.balance}")
+    base = _market(parser, args, Decimal(1))
+    legs: list[margin.Leg] = []
+    for i, spec in enumerate(args.position):
+        parts = spec.split(":")
+        if len(parts) not in (3, 4) or parts[0] not in ("long", "short"):
+            parser.error(f"--position: expected long|short:SIZE:ENTRY[:MARK], got {spec!r}")
+        size = _positive(parser, "--position", parts[1])
+        entry = _positive(parser, "--position", parts[2])
+        mark = entry if len(parts) == 3 else _positive(parser, "--position", parts[3])
+        market = replace(
+            base, market_id=f"p{i}", mark_price=Price.from_value_exact(mark, CALC_DECIMALS)
+        )
+        position = _position(
+            market, Side(parts[0]), size=size, entry=entry, collateral=Decimal(0), fees=Decimal(0)
+        )
+        legs.append((position, market))
+    account = CrossAccount(
+        venue="calc",
+        key="calc",
+        account="calc",
+        collateral_token=_USD,
+        collateral=TokenAmount.from_value_exact(balance, CALC_DECIMALS),
+        collateral_price=_ONE,
+        collateral_usd=Usd.from_value_exact(balance, CALC_DECIMALS),
+        position_keys=tuple(p.key for p, _ in legs),
+    )
+    positions = [
+        {
+            "side": p.side.value,
+            "size": _s(p.size.value),
+            "entry_price": _s(p.entry_price),
+            "mark_price": _s(m.mark_price),
+            "notional": _s(margin.notional(p, m)),
+            "pnl": _s(margin.pnl(p, m)),
+            "maintenance_margin": _s(margin.maintenance_margin(p, m)),
+            "liquidation_price": _s(margin.cross_liquidation_price(account, legs, p.key)),
+            "distance_to_liquidation": _s(
+                margin.cross_distance_to_liquidation(account, legs, p.key)
+            ),
+        }
+        for p, m in legs
+    ]
+    data: dict[str, Any] = {
+        "balance": _s(balance),
+        "equity": _s(margin.cross_equity(account, legs)),
+        "total_notional": _s(margin.cross_notional(account, legs)),
+        "margin_ratio": _s(margin.cross_margin_ratio(account, legs)),
+        "maintenance_margin": _s(margin.cross_maintenance_margin(account, legs)),
+        "liquidatable": margin.cross_is_liquidatable(account, legs),
+        "positions": positions,
+    }
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    _emit(data, False, _CROSS_LABELS)
+    for i, row in enumerate(positions):
+        liq, dist = row["liquidation_price"], row["distance_to_liquidation"]
+        print(
+            f"position {i}: {row['side']} {row['size']} at {row['entry_price']}, mark "
+            f"{row['mark_price']}: notional {row['notional']}, pnl {row['pnl']}, "
+            f"liquidation price {liq or 'none'} (distance {dist or 'none'})"
+        )
+    return 0
+
+
+_CROSS_LABELS = (
+    ("balance", "balance"),
+    ("equity", "equity"),
+    ("total_notional", "total notional"),
+    ("margin_ratio", "margin ratio"),
+    ("maintenance_margin", "maintenance margin"),
+    ("liquidatable", "liquidatable"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `keeper` command; returns the exit status (2: bad input)."""
+    parser, calc, cross = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "calc":
+            if args.calc_mode == "cross":
+                return _calc_cross(cross, args)
+            return _calc(calc, args)
+        parser.error(f"unknown command {args.command}")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
