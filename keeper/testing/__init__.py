@@ -1,0 +1,2 @@
+"""Test support shipped with perp-keeper: a pytest plugin (fixtures for a real Anvil node,
+local or forked) and helpers that a user's own tests can use."""
