@@ -1,0 +1,1 @@
+"""How the keeper sees a chain: JSON-RPC with failover, the block stream, Multicall3 batching."""
