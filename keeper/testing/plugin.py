@@ -5,6 +5,9 @@ Nothing happens unless a test asks for a fixture:
 - `anvil`: a session-wide Anvil process on a free port; a fork of `--fork-url` /
   `KEEPER_FORK_URL` (pinned to `--fork-block` / `KEEPER_FORK_BLOCK`) when one is given.
 - `anvil_snapshot`: reverts the chain to its state before the test, after the test.
+- `devnet_session`: the reference exchange deployed once per session on `anvil` (markets,
+  pool liquidity from an LP, USDC and allowances for an isolated and a cross trader).
+- `devnet`: the same deployment, reverted after each test to its state before the test.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from keeper.testing.anvil import Anvil, AnvilError
+from keeper.testing.devnet import Devnet, deploy
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -68,6 +72,24 @@ def anvil_snapshot(anvil: Anvil) -> Iterator[Anvil]:
     snap = anvil.rpc("evm_snapshot")
     try:
         yield anvil
+    finally:
+        anvil.check_alive()
+        if not anvil.rpc("evm_revert", snap):
+            raise AnvilError(f"evm_revert({snap}) failed: the chain was not restored")
+
+
+@pytest.fixture(scope="session")
+def devnet_session(anvil: Anvil) -> Devnet:
+    """The reference exchange deployed on the session's Anvil node (once per session)."""
+    return deploy(anvil.url)
+
+
+@pytest.fixture
+def devnet(devnet_session: Devnet, anvil: Anvil) -> Iterator[Devnet]:
+    """The session's deployment, reverted after the test to its state before the test."""
+    snap = anvil.rpc("evm_snapshot")
+    try:
+        yield devnet_session
     finally:
         anvil.check_alive()
         if not anvil.rpc("evm_revert", snap):
