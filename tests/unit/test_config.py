@@ -1,0 +1,182 @@
+"""keeper.config: the example files load, and every problem is reported with its exact key."""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keeper.config import ConfigError, describe, load, parse
+from keeper.margin import Metric
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+SECRET = "s3cr3t-api-key-0123456789"
+
+
+def devnet_data() -> dict[str, Any]:
+    return tomllib.loads((EXAMPLES / "devnet.toml").read_text())
+
+
+def problems(data: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        parse(data, environ=environ or {}, base_dir=EXAMPLES)
+    return {p.key: p.message for p in info.value.problems}
+
+
+def test_devnet_example_loads() -> None:
+    config = load(EXAMPLES / "devnet.toml", environ={})
+    assert config.chain.chain_id == 31337
+    assert config.chain.is_devnet
+    assert config.chain.kind == "plain"
+    assert config.chain.max_fee_per_gas == 50 * 10**9
+    assert config.venue.kind == "reference"
+    assert config.venue.addresses["exchange"] == "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+    assert len(config.accounts) == 2
+    assert config.signer.source == "env"
+    assert config.thresholds.default.top_up_below == Decimal("0.05")
+    btc = config.thresholds.lookup("reference", "1")
+    assert btc.top_up_to == Decimal("0.07")
+    assert btc.cooldown_blocks == 2  # inherited from the defaults
+    assert config.thresholds.lookup("reference", "0") == config.thresholds.default
+    assert config.budget.reserve.raw == 1000 * 10**6
+    assert config.journal == EXAMPLES / "devnet-journal.sqlite"
+    assert config.sends
+
+
+def test_arbitrum_example_loads_with_its_secrets_from_the_environment(tmp_path: Path) -> None:
+    keystore = tmp_path / "keystore.json"
+    keystore.write_text("{}")
+    password = tmp_path / "password"
+    password.write_text("x")
+    env = {
+        "KEEPER__SIGNER__KEYSTORE": str(keystore),
+        "KEEPER__SIGNER__PASSWORD_FILE": str(password),
+        "KEEPER__CHAIN__RPC": f'["https://arb.example/{SECRET}", "wss://backup.example/ws"]',
+        "KEEPER_TELEGRAM_URL": f"https://api.telegram.org/bot{SECRET}/sendMessage",
+    }
+    config = load(EXAMPLES / "arbitrum.toml", environ=env)
+    assert config.chain.kind == "arbitrum"
+    assert config.chain.rpc == (f"https://arb.example/{SECRET}", "wss://backup.example/ws")
+    assert config.venue.preset == "arbitrum"
+    assert config.thresholds.default.projection_seconds == 3600
+    assert config.alerts[0].chat_id == "-1001234567890"
+    assert config.signer.keystore == keystore
+    # secrets stay out of reprs and summaries
+    for text in (repr(config), str(config), "\n".join(describe(config))):
+        assert SECRET not in text
+
+
+def test_every_problem_is_reported_with_its_key() -> None:
+    data = devnet_data()
+    data["chain"]["rpc"] = ["http://127.0.0.1:8545", "ftp://nope"]
+    data["chain"]["confirmations"] = -1
+    data["chain"]["max_fee_gwei"] = 1.5
+    data["venue"]["lens"] = "0x1234"
+    data["accounts"]["watch"].append("0xe7f1725e7734ce288f8367e1bb143e90bb3f0512".upper())
+    data["thresholds"]["top_up_to"] = "0.04"
+    data["thresholds"]["markets"]["reference:1"]["close_below"] = "lots"
+    data["budget"]["reserve"] = "0.0000001"
+    data["metrics"]["listen"] = "localhost"
+    data["keeper"]["colour"] = "blue"
+    found = problems(data)
+    assert set(found) == {
+        "chain.rpc[1]",
+        "chain.confirmations",
+        "chain.max_fee_gwei",
+        "venue.lens",
+        "thresholds.top_up_to",
+        'thresholds.markets."reference:1".close_below',
+        "budget.reserve",
+        "metrics.listen",
+        "keeper.colour",
+    }
+    assert "floats are not exact" in found["chain.max_fee_gwei"]
+    assert "must be > top_up_below" in found["thresholds.top_up_to"]
+    # an all-uppercase address has no checksum to check and is accepted
+    assert "accounts.watch[2]" not in found
+
+
+def test_missing_sections_name_what_is_expected() -> None:
+    found = problems({"chain": {"chain_id": 31337}})
+    assert "chain.rpc" in found
+    assert "venue.kind" in found
+    assert "accounts.watch" in found
+    assert "signer.source" in found
+    assert "thresholds.top_up_below" in found
+    assert "budget.max_spend_per_day" in found
+
+
+def test_a_mistyped_checksum_is_caught() -> None:
+    data = devnet_data()
+    data["venue"]["exchange"] = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0513"
+    assert "wrong checksum" in problems(data)["venue.exchange"]
+
+
+def test_raw_key_refused_off_devnet_unless_allowed() -> None:
+    data = devnet_data()
+    data["chain"]["chain_id"] = 42161
+    assert "not a devnet" in problems(data)["signer.source"]
+    data["signer"]["allow_raw_key"] = True
+    config = parse(data, environ={}, base_dir=EXAMPLES)
+    assert config.chain.kind == "arbitrum"
+
+
+def test_observer_mode_needs_no_key() -> None:
+    data = devnet_data()
+    data["keeper"]["mode"] = "observer"
+    del data["signer"]
+    config = parse(data, environ={}, base_dir=EXAMPLES)
+    assert config.signer.source == "none"
+    assert not config.sends
+
+
+def test_active_mode_without_a_key_is_refused() -> None:
+    data = devnet_data()
+    data["signer"] = {"source": "none"}
+    assert "needs a key" in problems(data)["signer.source"]
+
+
+def test_env_overrides_take_toml_values_and_plain_strings() -> None:
+    env = {
+        "KEEPER__CHAIN__CONFIRMATIONS": "3",
+        "KEEPER__THRESHOLDS__METRIC": "distance",
+        "KEEPER__KEEPER__DRY_RUN": "true",
+        "KEEPER__thresholds__TOP_UP_TO": '"0.09"',
+    }
+    config = parse(devnet_data(), environ=env, base_dir=EXAMPLES)
+    assert config.chain.confirmations == 3
+    assert config.thresholds.default.metric is Metric.DISTANCE
+    assert config.thresholds.default.top_up_to == Decimal("0.09")
+    assert config.dry_run
+    assert not config.sends
+
+
+def test_env_override_errors_name_the_variable() -> None:
+    found = problems(devnet_data(), {"KEEPER__CHAIN__RPC__X": "1"})
+    assert "KEEPER__CHAIN__RPC__X" in found
+    found = problems(devnet_data(), {"KEEPER__CHAIN__CONFIRMATIONS": "many"})
+    assert "chain.confirmations" in found
+
+
+def test_alert_sinks_need_urls_and_telegram_a_chat() -> None:
+    data = devnet_data()
+    data["alerts"] = [
+        {"kind": "telegram", "url_env": "NOT_SET"},
+        {"kind": "pager", "url": "https://x.example/hook"},
+        {"kind": "slack", "url": "https://hooks.slack.example/T/B/" + SECRET},
+    ]
+    found = problems(data)
+    assert set(found) == {"alerts[0].url_env", "alerts[0].chat_id", "alerts[1].kind"}
+
+
+def test_file_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[chain\n")
+    with pytest.raises(ConfigError, match="syntax"):
+        load(bad)
