@@ -1,0 +1,857 @@
+"""The durable record of intents and their transactions: what makes actions exactly-once.
+
+SQLite by default (WAL, a busy timeout, BEGIN IMMEDIATE for every write), with a schema in
+plain SQL a Postgres backend can share: INTEGER/BIGINT/TEXT columns, a partial unique index
+(Postgres has them), JSON, bytes (hex) and wei amounts as TEXT, times as unix milliseconds.
+Only the `id INTEGER PRIMARY KEY` columns need Postgres' spelling (BIGINT GENERATED ALWAYS AS
+IDENTITY), and `?` placeholders become `%s`.
+
+- An intent is one decided action on one position: (venue, position_key, seq). The partial
+  unique index `intents_one_open` allows at most one open intent per position; `open_intent`
+  returns the open one instead of a second ("the same decision on the next block is
+  dropped"), and a later action after it closed gets seq + 1.
+- A transaction row holds the signed raw bytes, hash, nonce and fees; it is committed before
+  the bytes are broadcast (write-ahead). Nonces are chosen inside the same write transaction
+  (`record_signed`), so two processes sharing one account and one journal never collide.
+- Every status change of an intent or a transaction is an `events` row, with time and block.
+
+Intent statuses (see IntentStatus): decided -> signed -> sent -> mined -> (awaiting_execution
+->) done, or cancelled | expired | failed | obsolete. A mined transaction whose block was
+reorganised away puts its intent back to sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class IntentStatus(StrEnum):
+    DECIDED = "decided"  # recorded, nothing signed yet
+    SIGNED = "signed"  # a signed transaction is in the journal (maybe not broadcast yet)
+    SENT = "sent"  # broadcast (or its fate unknown); awaiting a receipt
+    MINED = "mined"  # a receipt, not yet final (a reorg sends it back to sent)
+    AWAITING_EXECUTION = "awaiting_execution"  # final; the venue executes it later (GMX)
+    DONE = "done"
+    CANCELLED = "cancelled"  # the venue cancelled it (a delayed order)
+    EXPIRED = "expired"  # it went stale before it was sent, or the venue's order expired
+    FAILED = "failed"  # simulation reverted, fee cap, send rejected, reverted on chain
+    OBSOLETE = "obsolete"  # pointless now: its nonce was spent on a zero-value self-transfer
+
+
+OPEN_STATUSES = (
+    IntentStatus.DECIDED,
+    IntentStatus.SIGNED,
+    IntentStatus.SENT,
+    IntentStatus.MINED,
+    IntentStatus.AWAITING_EXECUTION,
+)
+CLOSED_STATUSES = tuple(s for s in IntentStatus if s not in OPEN_STATUSES)
+
+# Allowed transitions; the journal refuses any other (a bug upstream, not a chain event).
+TRANSITIONS: Mapping[IntentStatus, frozenset[IntentStatus]] = {
+    IntentStatus.DECIDED: frozenset(
+        {IntentStatus.SIGNED, IntentStatus.FAILED, IntentStatus.EXPIRED, IntentStatus.OBSOLETE}
+    ),
+    IntentStatus.SIGNED: frozenset(
+        {
+            IntentStatus.SIGNED,
+            IntentStatus.SENT,
+            IntentStatus.MINED,
+            IntentStatus.FAILED,
+            IntentStatus.OBSOLETE,
+        }
+    ),
+    IntentStatus.SENT: frozenset(
+        {
+            IntentStatus.SIGNED,
+            IntentStatus.SENT,
+            IntentStatus.MINED,
+            IntentStatus.FAILED,
+            IntentStatus.OBSOLETE,
+        }
+    ),
+    IntentStatus.MINED: frozenset(
+        {
+            IntentStatus.SENT,
+            IntentStatus.AWAITING_EXECUTION,
+            IntentStatus.DONE,
+            IntentStatus.FAILED,
+            IntentStatus.OBSOLETE,
+        }
+    ),
+    IntentStatus.AWAITING_EXECUTION: frozenset(
+        {
+            IntentStatus.SENT,
+            IntentStatus.DONE,
+            IntentStatus.CANCELLED,
+            IntentStatus.EXPIRED,
+            IntentStatus.FAILED,
+        }
+    ),
+}
+
+
+class TxStatus(StrEnum):
+    SIGNED = "signed"  # in the journal, not known to be broadcast
+    SENT = "sent"  # broadcast accepted, or the outcome unknown
+    MINED = "mined"  # has a receipt (status in receipt_status)
+    FINAL = "final"  # mined and buried under the configured depth
+    REJECTED = "rejected"  # the node refused it: its nonce was not used by it
+    SUPERSEDED = "superseded"  # another transaction took its nonce (ours or not)
+
+
+LIVE_TX_STATUSES = (TxStatus.SIGNED, TxStatus.SENT, TxStatus.MINED)
+# Rows in these states do not hold their nonce.
+NONCE_FREE_STATUSES = (TxStatus.REJECTED,)
+
+
+class TxKind(StrEnum):
+    ACTION = "action"
+    REPLACEMENT = "replacement"  # same nonce, bumped fees (calldata maybe rebuilt)
+    CANCEL = "cancel"  # zero-value self-transfer at the nonce
+
+
+class JournalError(Exception):
+    """The journal refused a write (an illegal transition, an unknown id...)."""
+
+
+class JournalConflictError(JournalError):
+    """Another writer changed the intent first (e.g. another process resolving it)."""
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY,
+    venue TEXT NOT NULL,
+    position_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    spend_token TEXT,
+    spend_amount TEXT,
+    status TEXT NOT NULL,
+    failure TEXT,
+    reason TEXT,
+    created_block BIGINT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    UNIQUE (venue, position_key, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS intents_one_open ON intents (venue, position_key)
+    WHERE status IN ('decided', 'signed', 'sent', 'mined', 'awaiting_execution');
+CREATE INDEX IF NOT EXISTS intents_by_time ON intents (created_at_ms);
+CREATE TABLE IF NOT EXISTS transactions (
+    id INTEGER PRIMARY KEY,
+    intent_id INTEGER NOT NULL REFERENCES intents (id),
+    kind TEXT NOT NULL,
+    chain_id BIGINT NOT NULL,
+    sender TEXT NOT NULL,
+    nonce BIGINT NOT NULL,
+    to_address TEXT NOT NULL,
+    value_wei TEXT NOT NULL,
+    data TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    tx_hash TEXT NOT NULL UNIQUE,
+    max_fee TEXT NOT NULL,
+    priority_fee TEXT NOT NULL,
+    gas_limit BIGINT NOT NULL,
+    l1_fee TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_block BIGINT,
+    block_number BIGINT,
+    block_hash TEXT,
+    receipt_status INTEGER,
+    gas_used BIGINT,
+    effective_gas_price TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_by_intent ON transactions (intent_id);
+CREATE INDEX IF NOT EXISTS transactions_by_nonce ON transactions (chain_id, sender, nonce);
+CREATE TABLE IF NOT EXISTS nonces (
+    chain_id BIGINT NOT NULL,
+    sender TEXT NOT NULL,
+    next_nonce BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (chain_id, sender)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    intent_id INTEGER NOT NULL REFERENCES intents (id),
+    tx_id INTEGER REFERENCES transactions (id),
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    block_number BIGINT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_intent ON events (intent_id);
+"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One decided action on one position, as the journal holds it."""
+
+    id: int
+    venue: str
+    position_key: str
+    seq: int
+    kind: str
+    payload: Mapping[str, Any]
+    spend_token: str | None
+    spend_amount: int | None
+    status: IntentStatus
+    failure: str | None
+    reason: str | None
+    created_block: int | None
+    created_at_ms: int
+    updated_at_ms: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One signed transaction of an intent."""
+
+    id: int
+    intent_id: int
+    kind: TxKind
+    chain_id: int
+    sender: str
+    nonce: int
+    to: str
+    value: int
+    data: bytes
+    raw: bytes
+    hash: str
+    max_fee: int
+    priority_fee: int
+    gas_limit: int
+    l1_fee: int
+    status: TxStatus
+    sent_block: int | None
+    block_number: int | None
+    block_hash: str | None
+    receipt_status: int | None
+    gas_used: int | None
+    effective_gas_price: int | None
+    created_at_ms: int
+
+    @property
+    def max_cost(self) -> int:
+        """Worst-case wei: gas limit at the max fee, plus value and the L1 data fee."""
+        return self.gas_limit * self.max_fee + self.l1_fee + self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    intent_id: int
+    tx_id: int | None
+    from_status: str | None
+    to_status: str
+    at_ms: int
+    block_number: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnsignedTx:
+    """What `record_signed`'s sign callback returns for the nonce it was given."""
+
+    raw: bytes
+    hash: str
+    to: str
+    value: int
+    data: bytes
+    max_fee: int
+    priority_fee: int
+    gas_limit: int
+    l1_fee: int = 0
+
+
+def _intent(row: sqlite3.Row) -> Intent:
+    return Intent(
+        id=row["id"],
+        venue=row["venue"],
+        position_key=row["position_key"],
+        seq=row["seq"],
+        kind=row["kind"],
+        payload=json.loads(row["payload"]),
+        spend_token=row["spend_token"],
+        spend_amount=None if row["spend_amount"] is None else int(row["spend_amount"]),
+        status=IntentStatus(row["status"]),
+        failure=row["failure"],
+        reason=row["reason"],
+        created_block=row["created_block"],
+        created_at_ms=row["created_at_ms"],
+        updated_at_ms=row["updated_at_ms"],
+    )
+
+
+def _tx(row: sqlite3.Row) -> TxRecord:
+    egp = row["effective_gas_price"]
+    return TxRecord(
+        id=row["id"],
+        intent_id=row["intent_id"],
+        kind=TxKind(row["kind"]),
+        chain_id=row["chain_id"],
+        sender=row["sender"],
+        nonce=row["nonce"],
+        to=row["to_address"],
+        value=int(row["value_wei"]),
+        data=bytes.fromhex(row["data"]),
+        raw=bytes.fromhex(row["raw"]),
+        hash=row["tx_hash"],
+        max_fee=int(row["max_fee"]),
+        priority_fee=int(row["priority_fee"]),
+        gas_limit=row["gas_limit"],
+        l1_fee=int(row["l1_fee"]),
+        status=TxStatus(row["status"]),
+        sent_block=row["sent_block"],
+        block_number=row["block_number"],
+        block_hash=row["block_hash"],
+        receipt_status=row["receipt_status"],
+        gas_used=row["gas_used"],
+        effective_gas_price=None if egp is None else int(egp),
+        created_at_ms=row["created_at_ms"],
+    )
+
+
+def _json_safe(value: Any, where: str) -> Any:
+    """Payload values: ints, strings, bools, None, lists and dicts of them. No floats."""
+    if isinstance(value, float):
+        raise TypeError(f"payload {where} is a float; use an int or a decimal string")
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (int, str, bool)):
+        return value
+    raise TypeError(f"payload {where} has type {type(value).__name__}; use int or str")
+
+
+class Journal:
+    """One SQLite journal file. Safe to share between processes (and asyncio tasks)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.path = str(path)
+        self._clock_ms = clock_ms
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                with self._write() as db:
+                    db.execute(statement)
+
+    def __repr__(self) -> str:
+        return f"Journal({self.path!r})"
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- plumbing --
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE takes the write lock up front."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        intent_id: int,
+        from_status: str | None,
+        to_status: str,
+        *,
+        tx_id: int | None = None,
+        block: int | None = None,
+        detail: str = "",
+        now: int,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (intent_id, tx_id, from_status, to_status, at_ms, block_number,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (intent_id, tx_id, from_status, to_status, now, block, detail),
+        )
+
+    def _intent_row(self, db: sqlite3.Connection, intent_id: int) -> Intent:
+        row = db.execute("SELECT * FROM intents WHERE id = ?", (intent_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no intent with id {intent_id}")
+        return _intent(row)
+
+    def _set_intent(
+        self,
+        db: sqlite3.Connection,
+        intent: Intent,
+        status: IntentStatus,
+        *,
+        now: int,
+        block: int | None,
+        detail: str,
+        tx_id: int | None = None,
+        failure: str | None = None,
+    ) -> None:
+        if status not in TRANSITIONS.get(intent.status, frozenset()):
+            raise JournalError(
+                f"intent {intent.id}: illegal transition {intent.status} -> {status}"
+            )
+        if status is intent.status and failure is None:
+            self._event(
+                db, intent.id, intent.status, status, tx_id=tx_id, block=block, detail=detail,
+                now=now,
+            )  # fmt: skip
+            return
+        db.execute(
+            "UPDATE intents SET status = ?, failure = COALESCE(?, failure), updated_at_ms = ?"
+            " WHERE id = ?",
+            (status.value, failure, now, intent.id),
+        )
+        self._event(
+            db, intent.id, intent.status, status, tx_id=tx_id, block=block, detail=detail, now=now
+        )
+
+    # -- intents --
+
+    def open_intent(
+        self,
+        venue: str,
+        position_key: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        block: int | None = None,
+        spend_token: str | None = None,
+        spend_amount: int | None = None,
+        reason: str = "",
+    ) -> tuple[Intent, bool]:
+        """Record a decided action; (intent, True), or (the open one, False) if there is one.
+
+        `payload` holds the action's figures: ints and decimal strings only (no floats).
+        `spend_amount` (token units) counts in `spend_in_window` until the intent fails.
+        """
+        body = json.dumps(_json_safe(dict(payload), "payload"), sort_keys=True)
+        if spend_amount is not None and spend_amount < 0:
+            raise ValueError(f"spend_amount must be >= 0, got {spend_amount}")
+        now = self._clock_ms()
+        try:
+            with self._write() as db:
+                existing = self._open_for(db, venue, position_key)
+                if existing is not None:
+                    return existing, False
+                row = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) AS seq FROM intents"
+                    " WHERE venue = ? AND position_key = ?",
+                    (venue, position_key),
+                ).fetchone()
+                cur = db.execute(
+                    "INSERT INTO intents (venue, position_key, seq, kind, payload, spend_token,"
+                    " spend_amount, status, reason, created_block, created_at_ms, updated_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        venue,
+                        position_key,
+                        row["seq"] + 1,
+                        kind,
+                        body,
+                        spend_token,
+                        None if spend_amount is None else str(spend_amount),
+                        IntentStatus.DECIDED.value,
+                        reason,
+                        block,
+                        now,
+                        now,
+                    ),
+                )
+                intent_id = cur.lastrowid
+                assert intent_id is not None
+                self._event(db, intent_id, None, IntentStatus.DECIDED, block=block,
+                            detail=reason, now=now)  # fmt: skip
+                return self._intent_row(db, intent_id), True
+        except sqlite3.IntegrityError:
+            # Another writer won the race for this position: its intent is the open one.
+            found = self.open_intent_for(venue, position_key)
+            if found is None:
+                raise
+            return found, False
+
+    def _open_for(self, db: sqlite3.Connection, venue: str, position_key: str) -> Intent | None:
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        row = db.execute(
+            f"SELECT * FROM intents WHERE venue = ? AND position_key = ? AND status IN ({marks})",
+            (venue, position_key, *OPEN_STATUSES),
+        ).fetchone()
+        return None if row is None else _intent(row)
+
+    def open_intent_for(self, venue: str, position_key: str) -> Intent | None:
+        return self._open_for(self._db, venue, position_key)
+
+    def intent(self, intent_id: int) -> Intent:
+        return self._intent_row(self._db, intent_id)
+
+    def set_status(
+        self,
+        intent_id: int,
+        status: IntentStatus,
+        *,
+        block: int | None = None,
+        detail: str = "",
+        failure: str | None = None,
+    ) -> Intent:
+        """Move an intent to `status` (a legal transition), with an event row."""
+        now = self._clock_ms()
+        with self._write() as db:
+            intent = self._intent_row(db, intent_id)
+            self._set_intent(
+                db, intent, status, now=now, block=block, detail=detail, failure=failure
+            )
+            return self._intent_row(db, intent_id)
+
+    def open_intents(self, venue: str | None = None) -> list[Intent]:
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        sql = f"SELECT * FROM intents WHERE status IN ({marks})"
+        args: list[Any] = list(OPEN_STATUSES)
+        if venue is not None:
+            sql += " AND venue = ?"
+            args.append(venue)
+        return [_intent(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def recent_actions(
+        self,
+        *,
+        since_ms: int | None = None,
+        since_block: int | None = None,
+        venue: str | None = None,
+        statuses: Sequence[IntentStatus] | None = None,
+    ) -> list[Intent]:
+        """Intents that did or may still do something (not failed/expired/obsolete/cancelled
+        unless `statuses` says), newest first: for cooldowns and hysteresis."""
+        wanted = statuses or (*OPEN_STATUSES, IntentStatus.DONE)
+        marks = ",".join("?" * len(wanted))
+        sql = f"SELECT * FROM intents WHERE status IN ({marks})"
+        args: list[Any] = list(wanted)
+        if since_ms is not None:
+            sql += " AND created_at_ms >= ?"
+            args.append(since_ms)
+        if since_block is not None:
+            sql += " AND created_block >= ?"
+            args.append(since_block)
+        if venue is not None:
+            sql += " AND venue = ?"
+            args.append(venue)
+        return [_intent(r) for r in self._db.execute(sql + " ORDER BY id DESC", args)]
+
+    def spend_in_window(self, token: str, window_ms: int, *, now_ms: int | None = None) -> int:
+        """Token units that intents decided within `window_ms` spent or may still spend.
+
+        Failed, expired, obsolete and cancelled intents spent nothing and do not count.
+        """
+        since = (self._clock_ms() if now_ms is None else now_ms) - window_ms
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        rows = self._db.execute(
+            "SELECT spend_amount FROM intents WHERE spend_token = ? AND created_at_ms >= ?"
+            f" AND spend_amount IS NOT NULL AND status IN ({marks}, ?)",
+            (token, since, *OPEN_STATUSES, IntentStatus.DONE),
+        )
+        return sum(int(r["spend_amount"]) for r in rows)
+
+    def history(
+        self,
+        *,
+        venue: str | None = None,
+        position_key: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[Intent]:
+        """Intents of any status, newest first, filtered by position and creation time."""
+        sql = "SELECT * FROM intents WHERE 1 = 1"
+        args: list[Any] = []
+        for column, op, value in (
+            ("venue", "=", venue),
+            ("position_key", "=", position_key),
+            ("created_at_ms", ">=", since_ms),
+            ("created_at_ms", "<", until_ms),
+        ):
+            if value is not None:
+                sql += f" AND {column} {op} ?"
+                args.append(value)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [_intent(r) for r in self._db.execute(sql, args)]
+
+    def events(self, intent_id: int | None = None) -> list[Event]:
+        sql = "SELECT * FROM events"
+        args: tuple[Any, ...] = ()
+        if intent_id is not None:
+            sql += " WHERE intent_id = ?"
+            args = (intent_id,)
+        return [
+            Event(
+                id=r["id"],
+                intent_id=r["intent_id"],
+                tx_id=r["tx_id"],
+                from_status=r["from_status"],
+                to_status=r["to_status"],
+                at_ms=r["at_ms"],
+                block_number=r["block_number"],
+                detail=r["detail"],
+            )
+            for r in self._db.execute(sql + " ORDER BY id", args)
+        ]
+
+    # -- transactions --
+
+    def record_signed(
+        self,
+        intent_id: int,
+        *,
+        chain_id: int,
+        sender: str,
+        kind: TxKind,
+        nonce_hint: int,
+        sign: Callable[[int], UnsignedTx],
+        nonce: int | None = None,
+        block: int | None = None,
+        supersede: Sequence[int] = (),
+    ) -> TxRecord:
+        """Choose a nonce, sign for it and commit the signed bytes, in one write transaction.
+
+        The nonce is the lowest at or above `nonce_hint` (the chain's pending count) that no
+        transaction in the journal holds for (chain_id, sender); `nonce` forces one
+        (replacements and cancels reuse their predecessor's). The intent moves to signed.
+
+        Guards against a second writer resolving the same intent: a new action needs the
+        intent to have no live transaction except those in `supersede` (marked superseded
+        here); a replacement or cancel needs live ones at `nonce`. Else JournalConflictError.
+        """
+        now = self._clock_ms()
+        with self._write() as db:
+            intent = self._intent_row(db, intent_id)
+            if intent.status not in (IntentStatus.DECIDED, IntentStatus.SIGNED, IntentStatus.SENT):
+                raise JournalConflictError(
+                    f"intent {intent_id} is {intent.status}: nothing to sign"
+                )
+            marks = ",".join("?" * len(LIVE_TX_STATUSES))
+            live = {
+                r["id"]: (r["nonce"], r["status"])
+                for r in db.execute(
+                    "SELECT id, nonce, status FROM transactions"
+                    f" WHERE intent_id = ? AND status IN ({marks})",
+                    (intent_id, *LIVE_TX_STATUSES),
+                )
+            }
+            if kind is TxKind.ACTION:
+                if set(live) != set(supersede):
+                    raise JournalConflictError(
+                        f"intent {intent_id}: live transactions {sorted(live)} changed under us"
+                    )
+                for tx_id in supersede:
+                    db.execute(
+                        "UPDATE transactions SET status = ?, updated_at_ms = ? WHERE id = ?",
+                        (TxStatus.SUPERSEDED.value, now, tx_id),
+                    )
+                    self._event(
+                        db, intent_id, f"tx:{live[tx_id][1]}", f"tx:{TxStatus.SUPERSEDED.value}",
+                        tx_id=tx_id, block=block, detail=f"nonce {live[tx_id][0]} used outside",
+                        now=now,
+                    )  # fmt: skip
+            elif nonce is None or not live or {n for n, _ in live.values()} != {nonce}:
+                raise JournalConflictError(
+                    f"intent {intent_id}: no live transaction at nonce {nonce} to replace"
+                )
+            if nonce is None:
+                nonce = self._free_nonce(db, chain_id, sender, nonce_hint)
+            signed = sign(nonce)
+            cur = db.execute(
+                "INSERT INTO transactions (intent_id, kind, chain_id, sender, nonce, to_address,"
+                " value_wei, data, raw, tx_hash, max_fee, priority_fee, gas_limit, l1_fee,"
+                " status, sent_block, created_at_ms, updated_at_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    intent_id,
+                    kind.value,
+                    chain_id,
+                    sender,
+                    nonce,
+                    signed.to,
+                    str(signed.value),
+                    signed.data.hex(),
+                    signed.raw.hex(),
+                    signed.hash,
+                    str(signed.max_fee),
+                    str(signed.priority_fee),
+                    signed.gas_limit,
+                    str(signed.l1_fee),
+                    TxStatus.SIGNED.value,
+                    block,
+                    now,
+                    now,
+                ),
+            )
+            new_id = cur.lastrowid
+            assert new_id is not None
+            # The high-water mark (plain SQL: Postgres spells SQLite's two-argument MAX
+            # as GREATEST, so the comparison happens here; the write lock is held).
+            mark = db.execute(
+                "SELECT next_nonce FROM nonces WHERE chain_id = ? AND sender = ?",
+                (chain_id, sender),
+            ).fetchone()
+            if mark is None:
+                db.execute(
+                    "INSERT INTO nonces (chain_id, sender, next_nonce, updated_at_ms)"
+                    " VALUES (?, ?, ?, ?)",
+                    (chain_id, sender, nonce + 1, now),
+                )
+            elif nonce + 1 > mark["next_nonce"]:
+                db.execute(
+                    "UPDATE nonces SET next_nonce = ?, updated_at_ms = ?"
+                    " WHERE chain_id = ? AND sender = ?",
+                    (nonce + 1, now, chain_id, sender),
+                )
+            detail = f"{kind.value} {signed.hash} nonce {nonce}"
+            self._set_intent(
+                db,
+                intent,
+                IntentStatus.SIGNED if intent.status is IntentStatus.DECIDED else intent.status,
+                now=now,
+                block=block,
+                detail=detail,
+                tx_id=new_id,
+            )
+            return _tx(db.execute("SELECT * FROM transactions WHERE id = ?", (new_id,)).fetchone())
+
+    def _free_nonce(self, db: sqlite3.Connection, chain_id: int, sender: str, hint: int) -> int:
+        marks = ",".join("?" * len(NONCE_FREE_STATUSES))
+        held = {
+            r["nonce"]
+            for r in db.execute(
+                "SELECT DISTINCT nonce FROM transactions WHERE chain_id = ? AND sender = ?"
+                f" AND nonce >= ? AND status NOT IN ({marks})",
+                (chain_id, sender, hint, *NONCE_FREE_STATUSES),
+            )
+        }
+        nonce = hint
+        while nonce in held:
+            nonce += 1
+        return nonce
+
+    def next_nonce(self, chain_id: int, sender: str) -> int | None:
+        """The high-water mark: one above the highest nonce ever allocated (None: none yet)."""
+        row = self._db.execute(
+            "SELECT next_nonce FROM nonces WHERE chain_id = ? AND sender = ?", (chain_id, sender)
+        ).fetchone()
+        return None if row is None else int(row["next_nonce"])
+
+    def transactions(self, intent_id: int | None = None) -> list[TxRecord]:
+        sql = "SELECT * FROM transactions"
+        args: tuple[Any, ...] = ()
+        if intent_id is not None:
+            sql += " WHERE intent_id = ?"
+            args = (intent_id,)
+        return [_tx(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def transaction(self, tx_id: int) -> TxRecord:
+        row = self._db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no transaction with id {tx_id}")
+        return _tx(row)
+
+    def set_tx_status(
+        self,
+        tx_id: int,
+        status: TxStatus,
+        *,
+        intent_status: IntentStatus | None = None,
+        block: int | None = None,
+        detail: str = "",
+        failure: str | None = None,
+        sent_block: int | None = None,
+        receipt: Mapping[str, Any] | None = None,
+    ) -> TxRecord:
+        """Record a transaction's new status (and receipt fields), and maybe its intent's."""
+        now = self._clock_ms()
+        with self._write() as db:
+            tx = _tx(db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone())
+            if tx.status in (TxStatus.FINAL, TxStatus.SUPERSEDED) and status is not tx.status:
+                return tx  # settled already (by another process): a stale writer changes nothing
+            fields: dict[str, Any] = {"status": status.value, "updated_at_ms": now}
+            if sent_block is not None:
+                fields["sent_block"] = sent_block
+            if receipt is not None:
+                fields.update(receipt)
+            if status in (TxStatus.SENT, TxStatus.SIGNED) and receipt is None:
+                fields.update(
+                    block_number=None,
+                    block_hash=None,
+                    receipt_status=None,
+                    gas_used=None,
+                    effective_gas_price=None,
+                )
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(f"UPDATE transactions SET {sets} WHERE id = ?", (*fields.values(), tx_id))
+            if tx.status is not status:
+                self._event(
+                    db,
+                    tx.intent_id,
+                    f"tx:{tx.status.value}",
+                    f"tx:{status.value}",
+                    tx_id=tx_id,
+                    block=block,
+                    detail=detail or tx.hash,
+                    now=now,
+                )
+            if intent_status is not None:
+                intent = self._intent_row(db, tx.intent_id)
+                if intent.is_open and (intent.status is not intent_status or failure is not None):
+                    self._set_intent(
+                        db,
+                        intent,
+                        intent_status,
+                        now=now,
+                        block=block,
+                        detail=detail or tx.hash,
+                        tx_id=tx_id,
+                        failure=failure,
+                    )
+            return _tx(db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone())
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table, as plain dicts (for audits and tests)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for table in ("intents", "transactions", "nonces", "events"):
+            out[table] = [dict(r) for r in self._db.execute(f"SELECT * FROM {table}")]
+        return out
