@@ -177,9 +177,12 @@ class DevChain:
         to: str | None = None,
         data: bytes = b"",
         value: int = 0,
+        gas: int | None = None,
         what: str = "",
     ) -> TxReceipt:
         """Simulates, signs and sends one transaction from `account`; returns its receipt.
+
+        `gas` fixes the gas limit; by default it is the estimate with generous headroom.
 
         Raises DevnetError naming the call when the simulation or the mined transaction
         reverts.
@@ -198,10 +201,14 @@ class DevChain:
                 raise DevnetError(f"{label}: neither a call nor a recipient given")
             tx.update({"to": Web3.to_checksum_address(to), "data": data})
             tx["chainId"] = self.w3.eth.chain_id
-        if "gas" not in tx:
-            tx["gas"] = self.w3.eth.estimate_gas(cast(TxParams, tx))
-        tx["gas"] = int(tx["gas"]) * 12 // 10 + 10_000
-        base_fee = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        if gas is not None:
+            tx["gas"] = gas
+        else:
+            if "gas" not in tx:
+                tx["gas"] = self.w3.eth.estimate_gas(cast(TxParams, tx))
+            # headroom: a block later, accrued funding may turn zero slots non-zero (20k each)
+            tx["gas"] = int(tx["gas"]) * 3 // 2 + 100_000
+        base_fee = self.next_base_fee()
         tx.pop("gasPrice", None)
         tx["maxPriorityFeePerGas"] = 10**9
         tx["maxFeePerGas"] = 2 * base_fee + 10**9
@@ -213,6 +220,12 @@ class DevChain:
         if receipt["status"] != 1:
             raise DevnetError(f"{label} reverted in block {receipt['blockNumber']}")
         return receipt
+
+    def next_base_fee(self) -> int:
+        """The base fee the next block will charge (Anvil may have been told to raise it)."""
+        pending = self.w3.eth.get_block("pending").get("baseFeePerGas")
+        latest = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        return max(int(pending or 0), int(latest or 0))
 
     def deploy_contract(self, account: LocalAccount, name: str, *args: Any) -> str:
         factory = self.w3.eth.contract(abi=abi(name), bytecode=bytecode(name))

@@ -46,7 +46,10 @@ async def test_reorged_action_goes_back_to_pending_and_lands_once(
     got = receipt(node, tx.hash)
     assert got is not None
     assert got["blockHash"] == tx.block_hash
-    assert tx.block_hash != first_hash
+    if how != "rollback":
+        # anvil_reorg makes new blocks; after a rollback, the same transaction re-mined on the
+        # same parent within the same second can give the very same block (and hash) again
+        assert tx.block_hash != first_hash
     assert mined_in is not None
     if how == "reorg_moved":
         assert tx.block_number == mined_in + 1  # found re-mined in the new branch
