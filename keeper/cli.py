@@ -1,4 +1,5 @@
-"""The `keeper` command. Subcommands so far: `calc` (the margin calculator).
+"""The `keeper` command. Subcommands so far: `calc` (the margin calculator) and `positions`
+(the watched accounts' positions on the reference exchange, read from the chain).
 
 `main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
 with a message naming the flag).
@@ -7,15 +8,29 @@ with a message naming the flag).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from keeper import margin
-from keeper.model import Basis, CrossAccount, MarginMode, Market, Position, Side, Token
+from keeper.chain.jsonrpc import RpcError
+from keeper.chain.multicall import MULTICALL3_ADDRESS
+from keeper.chain.rpc import FailoverRpc
+from keeper.model import (
+    Basis,
+    CrossAccount,
+    MarginMode,
+    Market,
+    Position,
+    Side,
+    Snapshot,
+    Token,
+)
 from keeper.units import (
     Price,
     TokenAmount,
@@ -26,6 +41,8 @@ from keeper.units import (
     quantize_ceil,
     quantize_floor,
 )
+from keeper.venues.base import ReadIssue, VenueError, Watch
+from keeper.venues.reference import ReferenceVenue
 
 __all__ = ["main"]
 
@@ -112,6 +129,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
         help="long:SIZE:ENTRY[:MARK] or short:...; repeat for each position",
     )
     _common(cross)
+    _positions_parser(commands)
     return parser, calc, cross
 
 
@@ -362,11 +380,279 @@ _CROSS_LABELS = (
 )
 
 
+# --- positions ---------------------------------------------------------------------------------
+
+POSITIONS_EPILOG = """\
+Reads every position of the given accounts on the reference exchange at one block (the
+latest unless --block is given) in a few batched calls, and prints one row per position:
+market, side, margin mode, size, collateral, margin ratio, liquidation price, signed distance
+to liquidation (negative: past it) and pnl at the mark; then each cross account with its
+balance, equity and margin ratio. Ratios are shown in percent in the table.
+
+--lens is the PerpLens deployed for the exchange; --multicall defaults to the chain-wide
+Multicall3 (0xcA11bde05977b3631167028862bE2a173976CA11). --rpc may be repeated: the endpoints
+fail over to each other.
+
+--json prints one object; numbers are decimal strings (ratios as fractions), null where there
+is none: block, block_time, positions (account, key, market_id, market, side, mode, size,
+entry_price, mark_price, collateral, funding_fee, notional, pnl, equity, margin_ratio,
+maintenance_margin, liquidation_price, distance_to_liquidation, liquidatable; for cross
+positions collateral is null and the figures are the account's), cross_accounts (account,
+balance, equity, total_notional, margin_ratio, maintenance_margin, liquidatable,
+position_keys) and issues (kind, key, message) for what could not be read.
+Exit status: 0, 2 on bad input, 1 when the chain could not be read.
+"""
+
+_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF")
+
+
+def _positions_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "positions",
+        help="the watched accounts' positions on the reference exchange",
+        description="Positions and cross accounts of the given accounts, read from the chain.",
+        epilog=POSITIONS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--rpc", metavar="URL", action="append", required=True, help="repeatable")
+    p.add_argument("--exchange", metavar="ADDRESS", required=True, help="the PerpExchange")
+    p.add_argument("--lens", metavar="ADDRESS", required=True, help="its PerpLens")
+    p.add_argument("--multicall", metavar="ADDRESS", help="Multicall3 (default: canonical)")
+    p.add_argument("--account", metavar="ADDRESS", action="append", required=True)
+    p.add_argument("--block", metavar="N", help="block number to read at (default: latest)")
+    p.add_argument("--timeout", metavar="SECONDS", default="10", help="per request")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(parser=p)
+
+
+def _address(parser: argparse.ArgumentParser, flag: str, text: str) -> str:
+    body = text[2:] if text[:2] in ("0x", "0X") else ""
+    if len(body) != 40 or not set(body) <= _ADDRESS_CHARS:
+        parser.error(f"{flag}: not an address (0x and 40 hex digits): {text!r}")
+    return "0x" + body
+
+
+def _url(parser: argparse.ArgumentParser, text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port
+    except ValueError:
+        ok = False
+    if not ok:
+        parser.error(f"--rpc: not an http(s) URL: {text!r}")
+    return text
+
+
+def _positions_command(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    urls = [_url(parser, u) for u in args.rpc]
+    exchange = _address(parser, "--exchange", args.exchange)
+    lens = _address(parser, "--lens", args.lens)
+    multicall = (
+        MULTICALL3_ADDRESS
+        if args.multicall is None
+        else _address(parser, "--multicall", args.multicall)
+    )
+    accounts = [_address(parser, "--account", a) for a in args.account]
+    if len({a.lower() for a in accounts}) != len(accounts):
+        parser.error("--account: an account is given twice")
+    block: int | None = None
+    if args.block is not None:
+        if not args.block.isdigit():
+            parser.error(f"--block: not a block number: {args.block!r}")
+        block = int(args.block)
+    timeout = _positive(parser, "--timeout", args.timeout)
+    try:
+        data = asyncio.run(
+            _read_positions(
+                urls,
+                exchange=exchange,
+                lens=lens,
+                multicall=multicall,
+                accounts=accounts,
+                block=block,
+                timeout=float(timeout),
+            )
+        )
+    except (RpcError, VenueError) as exc:
+        print(f"keeper positions: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data))
+    else:
+        _print_positions(data)
+    return 0
+
+
+async def _read_positions(
+    urls: list[str],
+    *,
+    exchange: str,
+    lens: str,
+    multicall: str,
+    accounts: list[str],
+    block: int | None,
+    timeout: float,
+) -> dict[str, Any]:
+    async with FailoverRpc(urls, timeout=timeout) as rpc:
+        try:
+            venue = await ReferenceVenue.connect(
+                rpc, exchange=exchange, lens=lens, multicall=multicall
+            )
+        except VenueError as exc:
+            hint = "" if "Multicall3" not in str(exc) else " (pass --multicall)"
+            raise VenueError(f"{exc}{hint}") from None
+        read = await venue.read(Watch(tuple(accounts)), block=block)
+    return _positions_data(read.snapshot, venue.symbol, read.issues)
+
+
+def _positions_data(
+    snapshot: Snapshot, symbol: Callable[[str], str], issues: Sequence[ReadIssue]
+) -> dict[str, Any]:
+    accounts = {a.key: a for a in snapshot.accounts}
+    legs_of = {
+        a.key: [(p, snapshot.market_of(p)) for p in snapshot.positions_of(a)]
+        for a in snapshot.accounts
+    }
+    rows: list[dict[str, Any]] = []
+    for p in snapshot.positions:
+        m = snapshot.market_of(p)
+        row: dict[str, Any] = {
+            "account": p.account,
+            "key": p.key,
+            "market_id": p.market_id,
+            "market": symbol(p.market_id),
+            "side": p.side.value,
+            "mode": p.mode.value,
+            "size": _s(p.size.value),
+            "entry_price": _s(p.entry_price),
+            "mark_price": _s(m.mark_price),
+            "collateral": None,
+            "funding_fee": _s(p.fees),
+            "notional": _s(margin.notional(p, m)),
+            "pnl": _s(margin.pnl(p, m)),
+        }
+        if p.mode is MarginMode.CROSS and p.cross_account is not None:
+            account, legs = accounts[p.cross_account], legs_of[p.cross_account]
+            row.update(
+                equity=_s(margin.cross_equity(account, legs)),
+                margin_ratio=_s(margin.cross_margin_ratio(account, legs)),
+                maintenance_margin=_s(margin.cross_maintenance_margin(account, legs)),
+                liquidation_price=_s(margin.cross_liquidation_price(account, legs, p.key)),
+                distance_to_liquidation=_s(
+                    margin.cross_distance_to_liquidation(account, legs, p.key)
+                ),
+                liquidatable=margin.cross_is_liquidatable(account, legs),
+            )
+        else:
+            row.update(
+                collateral=_s(p.collateral_usd),
+                equity=_s(margin.equity(p, m)),
+                margin_ratio=_s(margin.margin_ratio(p, m)),
+                maintenance_margin=_s(margin.maintenance_margin(p, m)),
+                liquidation_price=_s(margin.liquidation_price(p, m)),
+                distance_to_liquidation=_s(margin.distance_to_liquidation(p, m)),
+                liquidatable=margin.is_liquidatable(p, m),
+            )
+        rows.append(row)
+    cross_rows = [
+        {
+            "account": a.account,
+            "balance": _s(a.collateral_usd),
+            "equity": _s(margin.cross_equity(a, legs_of[a.key])),
+            "total_notional": _s(margin.cross_notional(a, legs_of[a.key])),
+            "margin_ratio": _s(margin.cross_margin_ratio(a, legs_of[a.key])),
+            "maintenance_margin": _s(margin.cross_maintenance_margin(a, legs_of[a.key])),
+            "liquidatable": margin.cross_is_liquidatable(a, legs_of[a.key]),
+            "position_keys": list(a.position_keys),
+        }
+        for a in snapshot.accounts
+    ]
+    return {
+        "block": snapshot.block_number,
+        "block_time": snapshot.block_time,
+        "positions": rows,
+        "cross_accounts": cross_rows,
+        "issues": [{"kind": i.kind, "key": i.key, "message": i.message} for i in issues],
+    }
+
+
+def _percent(value: str | None) -> str:
+    if value is None:
+        return "-"
+    return f"{quantize_floor(Decimal(value) * 100, 2)}%"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _print_positions(data: dict[str, Any]) -> None:
+    print(f"block {data['block']} (time {data['block_time']})")
+    positions = data["positions"]
+    if not positions:
+        print("no open positions")
+    else:
+        _table(
+            (
+                "account",
+                "market",
+                "side",
+                "mode",
+                "size",
+                "collateral",
+                "margin ratio",
+                "liq. price",
+                "distance",
+                "pnl",
+            ),
+            [
+                (
+                    r["account"],
+                    r["market"],
+                    r["side"],
+                    r["mode"],
+                    r["size"],
+                    r["collateral"] or "-",
+                    _percent(r["margin_ratio"]),
+                    r["liquidation_price"] or "none",
+                    _percent(r["distance_to_liquidation"]),
+                    r["pnl"],
+                )
+                for r in positions
+            ],
+        )
+    if data["cross_accounts"]:
+        print()
+        _table(
+            ("cross account", "balance", "equity", "margin ratio", "maintenance", "liquidatable"),
+            [
+                (
+                    a["account"],
+                    a["balance"],
+                    a["equity"],
+                    _percent(a["margin_ratio"]),
+                    a["maintenance_margin"],
+                    _show(a["liquidatable"]),
+                )
+                for a in data["cross_accounts"]
+            ],
+        )
+    for issue in data["issues"]:
+        print(f"warning: {issue['message']}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `keeper` command; returns the exit status (2: bad input)."""
     parser, calc, cross = _parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "positions":
+            return _positions_command(args)
         if args.command == "calc":
             if args.calc_mode == "cross":
                 return _calc_cross(cross, args)

@@ -1,0 +1,236 @@
+"""The Venue protocol every adapter implements, and the venue-neutral types it speaks.
+
+A venue adapter does four things (DESIGN.md, "The data's way through the program"):
+
+- `read(watch, block=...)`: one `VenueRead` of the watched accounts pinned to one block: a
+  `Snapshot` (isolated positions, cross accounts, the markets behind them, the keeper's
+  wallet), the pool state, and `ReadIssue`s for what could not be modelled (a market whose
+  price cannot be read: its positions are left out of the snapshot and named here).
+- `build(action, snapshot, sender=...)`: the `TxPlan` that carries out an `Action` decided
+  on `snapshot`: ordered `TxRequest`s. A step (an ERC-20 approval above all) must be mined
+  before the next one is simulated, unless the next is simulated with the step's
+  `simulation_overrides` entry (a geth-style state override that makes the earlier steps'
+  effect visible). An `Alert` builds an empty plan.
+- `action_state(plan, mined)`: where an action stands, given what is known to be mined of its
+  plan. Sync venues (`Execution.SYNC`, our reference exchange) are done when the last step is
+  mined; delayed venues (`Execution.DELAYED`, GMX) have the venue execute, cancel or expire
+  the order later, so the state machine has `AWAITING_EXECUTION`, `CANCELLED` and `EXPIRED`
+  from the start.
+- `decode_error(data)`: the venue's revert data as a `RevertReason` (custom errors by name).
+
+The transaction manager (keeper/txs.py) signs, simulates, sends and confirms `TxRequest`s; the
+venue never signs or sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from keeper.chain.revert import RevertReason
+from keeper.model import Action, Snapshot
+from keeper.units import TokenAmount, Usd
+
+__all__ = [
+    "ActionState",
+    "Execution",
+    "LogEntry",
+    "MinedTx",
+    "OpenInterest",
+    "PoolState",
+    "ReadIssue",
+    "TxPlan",
+    "TxRequest",
+    "Venue",
+    "VenueDecodeError",
+    "VenueError",
+    "VenueRead",
+    "Watch",
+    "sync_action_state",
+]
+
+StateOverride = Mapping[str, Mapping[str, Any]]
+"""A geth-style eth_call state override: address -> {"stateDiff": {slot: value}, "code": ...}."""
+
+
+class VenueError(Exception):
+    """A venue adapter could not do what was asked; the message names the action or call."""
+
+
+class VenueDecodeError(VenueError):
+    """A call's return data is not what the venue's ABI says (a malformed or cut answer)."""
+
+
+class Execution(StrEnum):
+    """When a venue's action takes effect: when mined (SYNC) or when the venue executes a
+    request later (DELAYED, e.g. GMX orders)."""
+
+    SYNC = "sync"
+    DELAYED = "delayed"
+
+
+class ActionState(StrEnum):
+    """Where an action stands once its transactions have been sent (DESIGN.md lifecycle)."""
+
+    PENDING = "pending"  # not all steps mined yet
+    AWAITING_EXECUTION = "awaiting_execution"  # delayed venues: mined, not executed yet
+    DONE = "done"
+    CANCELLED = "cancelled"  # delayed venues: the venue cancelled the request
+    EXPIRED = "expired"  # delayed venues: the request expired unexecuted
+    FAILED = "failed"  # a step reverted on chain
+
+    @property
+    def final(self) -> bool:
+        return self not in (ActionState.PENDING, ActionState.AWAITING_EXECUTION)
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What to read: the accounts whose positions are watched, and the keeper's wallet (None in
+    observer mode: the snapshot's wallet is then the zero address with nothing in it)."""
+
+    accounts: tuple[str, ...]
+    wallet: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxRequest:
+    """One transaction to send: `data` to `to` with `value` wei; `description` says what it
+    does in words (for logs, the journal and dry runs)."""
+
+    to: str
+    data: bytes
+    value: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.value < 0:
+            raise ValueError(f"{self.description or 'transaction'}: value must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class TxPlan:
+    """The transactions that carry out `action`, sent from `sender`, in order.
+
+    `steps[i]` may only be simulated once `steps[:i]` are mined, or with
+    `simulation_overrides[i]` (None: no override is known, wait for the earlier steps).
+    `approvals` is how many leading steps are ERC-20 approvals.
+    """
+
+    action: Action
+    sender: str
+    steps: tuple[TxRequest, ...]
+    simulation_overrides: tuple[StateOverride | None, ...] = ()
+    approvals: int = 0
+    execution: Execution = Execution.SYNC
+
+    def __post_init__(self) -> None:
+        if self.simulation_overrides and len(self.simulation_overrides) != len(self.steps):
+            raise ValueError("simulation_overrides must have one entry per step")
+        if not 0 <= self.approvals <= len(self.steps):
+            raise ValueError("approvals must be between 0 and the number of steps")
+
+    def override(self, index: int) -> StateOverride | None:
+        """The state override for simulating step `index` before the earlier ones are mined."""
+        if not self.simulation_overrides:
+            return None
+        return self.simulation_overrides[index]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A log of a mined transaction (what delayed venues read their order keys from)."""
+
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MinedTx:
+    """A mined step of a plan: its hash, block, receipt status and logs."""
+
+    tx_hash: str
+    block_number: int
+    success: bool
+    logs: tuple[LogEntry, ...] = ()
+
+
+def sync_action_state(plan: TxPlan, mined: Sequence[MinedTx]) -> ActionState:
+    """For sync venues: FAILED if a mined step reverted, DONE once every step is mined."""
+    if any(not tx.success for tx in mined):
+        return ActionState.FAILED
+    if len(mined) >= len(plan.steps):
+        return ActionState.DONE
+    return ActionState.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterest:
+    """One market's open interest in index tokens, and its funding rate per second (a Decimal
+    fraction of notional; positive: longs pay)."""
+
+    market_id: str
+    long: TokenAmount
+    short: TokenAmount
+    funding_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    """The liquidity behind a venue's markets at the snapshot's block.
+
+    `liquidity` is what the pool holds, `reserved` what it keeps back for open positions,
+    `shares` the LP shares outstanding (raw units; None where the venue has none).
+    """
+
+    liquidity: Usd
+    reserved: Usd
+    shares: int | None
+    open_interest: tuple[OpenInterest, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIssue:
+    """Something a read could not model: `key` is a market id, position key or account."""
+
+    kind: str  # "price_invalid", "position_missing", ...
+    key: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueRead:
+    """One read: the snapshot, the pool state behind it, and what was left out and why."""
+
+    snapshot: Snapshot
+    pool: PoolState | None = None
+    issues: tuple[ReadIssue, ...] = ()
+    round_trips: int = field(default=0, compare=False)
+
+
+@runtime_checkable
+class Venue(Protocol):
+    """What every venue adapter offers; see the module's docstring."""
+
+    name: str
+    execution: Execution
+
+    async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
+        """The watched accounts at `block` (default: the latest block), all pinned to it."""
+        ...
+
+    async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
+        """The transactions that carry out `action`, decided on `snapshot`, from `sender`."""
+        ...
+
+    async def action_state(self, plan: TxPlan, mined: Sequence[MinedTx]) -> ActionState:
+        """Where the action of `plan` stands, given its mined steps (in order)."""
+        ...
+
+    def decode_error(self, data: bytes) -> RevertReason:
+        """The venue's revert data, decoded (custom errors by name and arguments)."""
+        ...

@@ -1,0 +1,889 @@
+"""The adapter for our reference exchange (contracts/src/PerpExchange.sol), isolated and cross.
+
+Units on chain: USD amounts in USDC units (6 decimals), sizes and prices with 18 decimals,
+rates as WAD (1e18 = 100%), funding rates per second. They map onto keeper/model.py as:
+
+- `Market`: id `str(marketId)`; index token named by the feed's description ("ETH / USD" ->
+  "ETH"); mark price from the feed (18 decimals); maintenance rate on the notional at the mark
+  (`Basis.MARK`), liquidatable strictly when equity < maintenance (`Strictness.LT`), no
+  collateral floor; close and liquidation fee rates; funding per second on the notional at
+  the mark, longs pay `fundingRate` and shorts its opposite; no borrowing fee. `close_quote`
+  holds the close fee and the marginal price impact of closing at the current skew (the cost
+  to the side that pays it, capped at maxImpactRate); a large close moves the skew further.
+- `Position`: key `0x` + bytes32 (exchange.positionKey / crossPositionKey), size, entry price,
+  collateral in USDC valued at 1 USD, and `fees` = the accrued unsettled funding, computed
+  exactly as PerpMath.fundingOwed does from the funding indexes accrued to the block (positive:
+  owed; rounded up), which is what PerpLens.getPosition reports as pendingFunding.
+- `CrossAccount`: key = the account's address; collateral = its cross balance; positions =
+  its cross positions in the exchange's order. Accounts without cross positions are left out.
+
+A read costs at most ceil(N / chunk_size) + 2 round trips for N positions (chunk_size 500):
+1. eth_blockNumber pins the block (skipped when the caller gives the block);
+2. one Multicall3 batch at that block: Multicall3's block number (checked: a node that ran the
+   batch at another block is refused) and timestamp, lens.getMarkets, lens.getPoolState, the
+   wallet's USDC and native balances, and per watched account its isolated and cross position
+   keys and its cross balance;
+3. the positions, exchange.positions(key) for each key, in Multicall3 batches of chunk_size,
+   sent concurrently and decoded as they arrive (the stored fields only: funding is accrued
+   here from the market's indexes, which is cheaper for the node than PerpLens.getPositions,
+   whose every entry re-reads its market and feed).
+Static facts (the collateral token, the feeds' names) are read once by `connect()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
+from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
+
+from keeper.abis import abi
+from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcResponseError
+from keeper.chain.multicall import Call, CallResult
+from keeper.chain.revert import RevertReason, decode_revert, revert_data
+from keeper.chain.rpc import Reads
+from keeper.model import (
+    Action,
+    Alert,
+    Basis,
+    Close,
+    CloseQuote,
+    CrossAccount,
+    MarginMode,
+    Market,
+    Position,
+    Reduce,
+    Scope,
+    Side,
+    Snapshot,
+    Strictness,
+    Token,
+    TopUp,
+    Wallet,
+    Withdraw,
+)
+from keeper.units import CONTEXT, Price, TokenAmount, Usd
+from keeper.venues.base import (
+    ActionState,
+    Execution,
+    MinedTx,
+    OpenInterest,
+    PoolState,
+    ReadIssue,
+    StateOverride,
+    TxPlan,
+    TxRequest,
+    VenueDecodeError,
+    VenueError,
+    VenueRead,
+    Watch,
+    sync_action_state,
+)
+from keeper.venues.codec import (
+    FastMulticall,
+    address_word,
+    read_bytes32_array,
+    read_words,
+    uint_word,
+)
+
+__all__ = [
+    "NAME",
+    "ContractFn",
+    "RawMarket",
+    "RawPosition",
+    "ReferenceVenue",
+    "decode_markets",
+    "decode_pool",
+    "decode_position",
+    "funding_owed",
+    "map_market",
+    "map_position",
+    "symbol_of",
+]
+
+NAME = "refex"
+USD_DECIMALS = 6
+SIZE_DECIMALS = 18
+PRICE_DECIMALS = 18
+WAD = 10**18
+USD_SCALE = 10**30
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+DEFAULT_CHUNK_SIZE = 500
+TEST_USDC_ALLOWANCE_SLOT = 2
+"""Storage slot of `allowance` in TestUSDC (totalSupply 0, balanceOf 1, allowance 2)."""
+
+ONE_USD = Price(10**PRICE_DECIMALS, PRICE_DECIMALS)
+"""The collateral's price: USDC is valued at 1 USD."""
+
+
+# --- ABI plumbing ----------------------------------------------------------------------------
+
+
+def _abi_type(item: Mapping[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item.get("components", []))
+        return f"({inner}){kind[len('tuple') :]}"
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class ContractFn:
+    """One function of a shipped ABI: selector and argument and return types."""
+
+    contract: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, contract: str, name: str) -> ContractFn:
+        for entry in abi(contract):
+            if entry.get("type") == "function" and entry.get("name") == name:
+                return cls(
+                    contract,
+                    name,
+                    tuple(_abi_type(i) for i in entry.get("inputs", [])),
+                    tuple(_abi_type(o) for o in entry.get("outputs", [])),
+                )
+        raise LookupError(f"no function {name} in the {contract} ABI")
+
+    @property
+    def selector(self) -> bytes:
+        return keccak(f"{self.name}({','.join(self.inputs)})".encode())[:4]
+
+    def encode(self, *args: Any) -> bytes:
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        """The return values; VenueDecodeError naming the call when `data` is not them."""
+        try:
+            return tuple(abi_decode(list(self.outputs), data))
+        except (DecodingError, ValueError, OverflowError) as exc:
+            raise VenueDecodeError(
+                f"{self.contract}.{self.name}: return data does not decode ({len(data)} bytes): "
+                f"{exc}"
+            ) from None
+
+
+_GET_MARKETS = ContractFn.of("PerpLens", "getMarkets")
+_GET_POOL = ContractFn.of("PerpLens", "getPoolState")
+_LENS_EXCHANGE = ContractFn.of("PerpLens", "exchange")
+_COLLATERAL = ContractFn.of("PerpExchange", "collateralToken")
+_ISOLATED_KEYS = ContractFn.of("PerpExchange", "isolatedPositionKeys")
+_CROSS_KEYS = ContractFn.of("PerpExchange", "crossPositionKeys")
+_CROSS_BALANCE = ContractFn.of("PerpExchange", "crossBalance")
+_POSITIONS = ContractFn.of("PerpExchange", "positions")
+_ADD_MARGIN = ContractFn.of("PerpExchange", "addMargin")
+_REMOVE_MARGIN = ContractFn.of("PerpExchange", "removeMargin")
+_DECREASE = ContractFn.of("PerpExchange", "decreasePosition")
+_CLOSE = ContractFn.of("PerpExchange", "closePosition")
+_DEPOSIT_CROSS = ContractFn.of("PerpExchange", "depositCross")
+_WITHDRAW_CROSS = ContractFn.of("PerpExchange", "withdrawCross")
+_DECREASE_CROSS = ContractFn.of("PerpExchange", "decreaseCross")
+_CLOSE_CROSS = ContractFn.of("PerpExchange", "closeCross")
+_BALANCE_OF = ContractFn.of("TestUSDC", "balanceOf")
+_ALLOWANCE = ContractFn.of("TestUSDC", "allowance")
+_APPROVE = ContractFn.of("TestUSDC", "approve")
+_DECIMALS = ContractFn.of("TestUSDC", "decimals")
+_SYMBOL = ContractFn.of("TestUSDC", "symbol")
+_DESCRIPTION = ContractFn.of("PriceFeed", "description")
+_ETH_BALANCE = ContractFn.of("Multicall3", "getEthBalance")
+_BLOCK_TIME = ContractFn.of("Multicall3", "getCurrentBlockTimestamp")
+_BLOCK_NUMBER = ContractFn.of("Multicall3", "getBlockNumber")
+
+_POSITIONS_SELECTOR = _POSITIONS.selector
+
+
+# --- pure decoding and mapping ---------------------------------------------------------------
+
+
+def _wad(raw: int) -> Decimal:
+    """A WAD integer as an exact Decimal fraction."""
+    return Decimal(raw).scaleb(-18, CONTEXT)
+
+
+def funding_owed(size: int, index_now: int, index_then: int) -> int:
+    """PerpMath.fundingOwed: size * (now - then) / 1e30, rounded toward plus infinity."""
+    return -((-size * (index_now - index_then)) // USD_SCALE)
+
+
+def symbol_of(description: str, market_id: int) -> str:
+    """The index token's symbol from a feed description ("ETH / USD" -> "ETH")."""
+    base = description.split("/", maxsplit=1)[0].strip()
+    return base or f"MARKET{market_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMarket:
+    """What the reference-exchange adapter uses of PerpLens.MarketView (raw on-chain units)."""
+
+    market_id: int
+    feed: str
+    initial_margin_rate: int
+    maintenance_margin_rate: int
+    close_fee_rate: int
+    liquidation_fee_rate: int
+    impact_factor: int
+    max_impact_rate: int
+    long_oi: int
+    short_oi: int
+    price_valid: bool
+    price: int
+    funding_rate: int
+    long_funding_index: int
+    short_funding_index: int
+
+
+def decode_markets(data: bytes) -> list[RawMarket]:
+    """PerpLens.getMarkets() return data -> RawMarkets."""
+    (views,) = _GET_MARKETS.decode(data)
+    markets = []
+    for market_id, params, state, valid, price, rate, long_index, short_index in views:
+        markets.append(
+            RawMarket(
+                market_id=int(market_id),
+                feed=to_checksum_address(params[0]),
+                initial_margin_rate=int(params[2]),
+                maintenance_margin_rate=int(params[3]),
+                close_fee_rate=int(params[5]),
+                liquidation_fee_rate=int(params[6]),
+                impact_factor=int(params[10]),
+                max_impact_rate=int(params[11]),
+                long_oi=int(state[0]),
+                short_oi=int(state[1]),
+                price_valid=bool(valid),
+                price=int(price),
+                funding_rate=int(rate),
+                long_funding_index=int(long_index),
+                short_funding_index=int(short_index),
+            )
+        )
+    return markets
+
+
+def decode_pool(data: bytes, collateral_decimals: int = USD_DECIMALS) -> PoolState:
+    """PerpLens.getPoolState() return data -> PoolState."""
+    ((liquidity, shares, reserved, pools),) = _GET_POOL.decode(data)
+    return PoolState(
+        liquidity=Usd(int(liquidity), collateral_decimals),
+        reserved=Usd(int(reserved), collateral_decimals),
+        shares=int(shares),
+        open_interest=tuple(
+            OpenInterest(
+                market_id=str(int(mid)),
+                long=TokenAmount(int(long_oi), SIZE_DECIMALS),
+                short=TokenAmount(int(short_oi), SIZE_DECIMALS),
+                funding_rate=_wad(int(rate)),
+            )
+            for mid, long_oi, short_oi, rate in pools
+        ),
+    )
+
+
+def map_market(raw: RawMarket, symbol: str, *, venue: str = NAME) -> Market:
+    """A RawMarket with a valid price as a model Market (see the module's docstring)."""
+    if not raw.price_valid:
+        raise VenueError(f"market {raw.market_id}: no valid price to model it with")
+    skew = raw.long_oi - raw.short_oi
+    marginal_impact = min(abs(raw.impact_factor * skew) // WAD, raw.max_impact_rate)
+    close_fee = _wad(raw.close_fee_rate)
+    return Market(
+        venue=venue,
+        market_id=str(raw.market_id),
+        index_token=Token(symbol, symbol, SIZE_DECIMALS),
+        usd_decimals=USD_DECIMALS,
+        mark_price=Price(raw.price, PRICE_DECIMALS),
+        maintenance_rate=_wad(raw.maintenance_margin_rate),
+        basis=Basis.MARK,
+        strictness=Strictness.LT,
+        min_collateral_usd=None,
+        close_fee_rate=close_fee,
+        liquidation_fee_rate=_wad(raw.liquidation_fee_rate),
+        funding_rate_long=_wad(raw.funding_rate),
+        funding_rate_short=-_wad(raw.funding_rate),
+        close_quote=CloseQuote(fee_rate=close_fee, impact_rate=_wad(marginal_impact)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RawPosition:
+    """PerpExchange.positions(key): the stored fields (raw units)."""
+
+    account: bytes  # 20 bytes
+    is_long: bool
+    is_cross: bool
+    market_id: int
+    size: int
+    collateral: int
+    entry_price: int
+    funding_index: int
+    last_updated: int
+
+
+_WORD_TRUE = (1).to_bytes(32, "big")
+_WORD_FALSE = bytes(32)
+_ZERO12 = bytes(12)
+_POSITION_BYTES = 9 * 32
+
+
+def _flag(word: bytes) -> bool:
+    if word == _WORD_TRUE:
+        return True
+    if word != _WORD_FALSE:
+        raise VenueDecodeError("PerpExchange.positions: return data is not a Position")
+    return False
+
+
+def decode_position(data: bytes) -> RawPosition:
+    """PerpExchange.positions(key) return data (nine static words) -> RawPosition."""
+    if len(data) != _POSITION_BYTES:
+        raise VenueDecodeError(
+            f"PerpExchange.positions: expected {_POSITION_BYTES} bytes, got {len(data)}"
+        )
+    if data[:12] != _ZERO12:
+        raise VenueDecodeError("PerpExchange.positions: return data is not a Position")
+    from_bytes = int.from_bytes
+    return RawPosition(
+        account=data[12:32],
+        is_long=_flag(data[32:64]),
+        is_cross=_flag(data[64:96]),
+        market_id=from_bytes(data[96:128], "big"),
+        size=from_bytes(data[128:160], "big"),
+        collateral=from_bytes(data[160:192], "big"),
+        entry_price=from_bytes(data[192:224], "big"),
+        funding_index=from_bytes(data[224:256], "big", signed=True),
+        last_updated=from_bytes(data[256:288], "big"),
+    )
+
+
+def map_position(
+    key: str,
+    account: str,
+    raw: RawPosition,
+    market: RawMarket,
+    collateral_token: Token,
+    *,
+    venue: str = NAME,
+) -> Position:
+    """A stored position as a model Position, its funding accrued to the market's indexes."""
+    index = market.long_funding_index if raw.is_long else market.short_funding_index
+    decimals = collateral_token.decimals
+    return Position(
+        venue=venue,
+        key=key,
+        account=account,
+        market_id=str(raw.market_id),
+        side=Side.LONG if raw.is_long else Side.SHORT,
+        size=TokenAmount(raw.size, SIZE_DECIMALS),
+        entry_price=Price(raw.entry_price, PRICE_DECIMALS),
+        collateral_token=collateral_token,
+        collateral=TokenAmount(raw.collateral, decimals),
+        collateral_price=ONE_USD,
+        collateral_usd=Usd(raw.collateral, decimals),
+        fees=Usd(funding_owed(raw.size, index, raw.funding_index), decimals),
+        mode=MarginMode.CROSS if raw.is_cross else MarginMode.ISOLATED,
+        cross_account=account if raw.is_cross else None,
+    )
+
+
+def _uint(result: CallResult, what: str) -> int:
+    if not result.success:
+        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
+    return read_words(result.data, 1, what)[0]
+
+
+def _ok(result: CallResult, what: str) -> bytes:
+    if not result.success:
+        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
+    return result.data
+
+
+def allowance_slot(owner: str, spender: str, mapping_slot: int) -> bytes:
+    """Storage slot of allowance[owner][spender] for a Solidity mapping at `mapping_slot`."""
+    inner = keccak(address_word(owner) + uint_word(mapping_slot))
+    return keccak(address_word(spender) + inner)
+
+
+# --- the adapter -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Static:
+    exchange: str
+    lens: str
+    multicall: str
+    collateral: Token
+    symbols: Mapping[int, str]
+
+
+class ReferenceVenue:
+    """The reference exchange behind the Venue protocol; make one with `connect()`."""
+
+    execution = Execution.SYNC
+
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        static: _Static,
+        *,
+        name: str = NAME,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_concurrency: int = 4,
+        approve_unlimited: bool = False,
+        allowance_mapping_slot: int | None = TEST_USDC_ALLOWANCE_SLOT,
+    ) -> None:
+        self.rpc = rpc
+        self.name = name
+        self._static = static
+        self.chunk_size = chunk_size
+        self.approve_unlimited = approve_unlimited
+        self.allowance_mapping_slot = allowance_mapping_slot
+        self._meta = FastMulticall(rpc, address=static.multicall, chunk_size=1_000_000)
+        self._batches = FastMulticall(
+            rpc, address=static.multicall, chunk_size=chunk_size, max_concurrency=max_concurrency
+        )
+        self._limit = max_concurrency
+        self._reads = Reads(rpc)
+        self._checksums: dict[str, str] = {}
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        rpc: JsonRpc,
+        *,
+        exchange: str,
+        lens: str,
+        multicall: str,
+        **options: Any,
+    ) -> ReferenceVenue:
+        """Check the addresses and read the static facts (two round trips); see __init__."""
+        exchange, lens, multicall = (
+            _checksum(exchange, "exchange"),
+            _checksum(lens, "lens"),
+            _checksum(multicall, "multicall"),
+        )
+        reads = Reads(rpc)
+        if not await reads.get_code(multicall):
+            raise VenueError(f"no contract at the Multicall3 address {multicall}")
+        meta = FastMulticall(rpc, address=multicall, chunk_size=1_000_000)
+        first = await meta.aggregate(
+            [
+                Call(exchange, _COLLATERAL.encode()),
+                Call(lens, _LENS_EXCHANGE.encode()),
+                Call(lens, _GET_MARKETS.encode()),
+            ],
+            block="latest",
+        )
+        if not first[0].success or len(first[0].data) != 32:
+            raise VenueError(f"no reference exchange at {exchange} (collateralToken() failed)")
+        if not first[1].success or len(first[1].data) != 32:
+            raise VenueError(f"no PerpLens at {lens} (exchange() failed)")
+        (lens_exchange,) = _LENS_EXCHANGE.decode(first[1].data)
+        if to_checksum_address(lens_exchange) != exchange:
+            raise VenueError(f"the lens at {lens} reads {lens_exchange}, not exchange {exchange}")
+        (token,) = _COLLATERAL.decode(first[0].data)
+        token = to_checksum_address(token)
+        markets = decode_markets(_ok(first[2], "PerpLens.getMarkets"))
+        second = await meta.aggregate(
+            [Call(token, _DECIMALS.encode()), Call(token, _SYMBOL.encode())]
+            + [Call(m.feed, _DESCRIPTION.encode()) for m in markets],
+            block="latest",
+        )
+        (decimals,) = _DECIMALS.decode(_ok(second[0], "collateral decimals()"))
+        symbol = _SYMBOL.decode(second[1].data)[0] if second[1].success else "USD"
+        symbols: dict[int, str] = {}
+        for market, result in zip(markets, second[2:], strict=True):
+            text = _DESCRIPTION.decode(result.data)[0] if result.success else ""
+            symbols[market.market_id] = symbol_of(str(text), market.market_id)
+        static = _Static(
+            exchange=exchange,
+            lens=lens,
+            multicall=multicall,
+            collateral=Token(token, str(symbol), int(decimals)),
+            symbols=symbols,
+        )
+        return cls(rpc, static, **options)
+
+    @property
+    def exchange(self) -> str:
+        return self._static.exchange
+
+    @property
+    def collateral_token(self) -> Token:
+        return self._static.collateral
+
+    def symbol(self, market_id: str | int) -> str:
+        mid = int(market_id)
+        return self._static.symbols.get(mid, f"MARKET{mid}")
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def snapshot(self, watch: Watch, *, block: int | None = None) -> Snapshot:
+        """`read(...).snapshot`."""
+        return (await self.read(watch, block=block)).snapshot
+
+    async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
+        """The watched accounts at `block` (default latest); see the module's docstring."""
+        accounts = [self._account(a, "account") for a in watch.accounts]
+        if len(set(accounts)) != len(accounts):
+            raise VenueError("watch: an account is listed twice")
+        wallet = self._account(watch.wallet, "wallet") if watch.wallet else None
+        meta_trips, batch_trips = self._meta.round_trips, self._batches.round_trips
+        pin_trips = 0
+        if block is None:
+            number = await self._reads.block_number()
+            pin_trips = 1
+        elif block < 0:
+            raise VenueError(f"block must not be negative, got {block}")
+        else:
+            number = block
+        st = self._static
+        calls = [
+            Call(st.multicall, _BLOCK_NUMBER.encode()),
+            Call(st.multicall, _BLOCK_TIME.encode()),
+            Call(st.lens, _GET_MARKETS.encode()),
+            Call(st.lens, _GET_POOL.encode()),
+        ]
+        if wallet is not None:
+            calls.append(Call(st.collateral.address, _BALANCE_OF.encode(wallet)))
+            calls.append(Call(st.multicall, _ETH_BALANCE.encode(wallet)))
+        for account in accounts:
+            word = address_word(account)
+            calls.append(Call(st.exchange, _ISOLATED_KEYS.selector + word))
+            calls.append(Call(st.exchange, _CROSS_KEYS.selector + word))
+            calls.append(Call(st.exchange, _CROSS_BALANCE.selector + word))
+        meta = await self._meta.aggregate(calls, block=number)
+        if _uint(meta[0], "Multicall3.getBlockNumber") != number:
+            raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
+        block_time = _uint(meta[1], "Multicall3.getCurrentBlockTimestamp")
+        markets = {m.market_id: m for m in decode_markets(_ok(meta[2], "PerpLens.getMarkets"))}
+        pool = decode_pool(_ok(meta[3], "PerpLens.getPoolState"), st.collateral.decimals)
+        meta = meta[2:]
+        token = st.collateral
+        if wallet is not None:
+            wallet_state = Wallet(
+                address=wallet,
+                token=token,
+                balance=token.amount(_uint(meta[2], "collateral balanceOf(wallet)")),
+                native_balance=TokenAmount(_uint(meta[3], "getEthBalance(wallet)"), 18),
+            )
+            at = 4
+        else:
+            wallet_state = Wallet(ZERO_ADDRESS, token, token.amount(0), TokenAmount(0, 18))
+            at = 2
+        owners: list[tuple[str, bytes]] = []  # (account, key) in read order
+        cross: dict[str, tuple[int, list[str]]] = {}
+        for account in accounts:
+            isolated_keys = read_bytes32_array(
+                _ok(meta[at], f"isolatedPositionKeys({account})"),
+                f"isolatedPositionKeys({account})",
+            )
+            cross_keys = read_bytes32_array(
+                _ok(meta[at + 1], f"crossPositionKeys({account})"), f"crossPositionKeys({account})"
+            )
+            balance = _uint(meta[at + 2], f"crossBalance({account})")
+            at += 3
+            owners.extend((account, k) for k in isolated_keys)
+            owners.extend((account, k) for k in cross_keys)
+            if cross_keys:
+                cross[account] = (balance, ["0x" + k.hex() for k in cross_keys])
+        positions, issues = await self._positions(owners, markets, number)
+        issues_list = list(issues)
+        modelled: dict[int, Market] = {}
+        for mid, raw in sorted(markets.items()):
+            if raw.price_valid:
+                modelled[mid] = map_market(raw, self.symbol(mid), venue=self.name)
+            else:
+                issues_list.append(
+                    ReadIssue(
+                        "price_invalid",
+                        str(mid),
+                        f"market {mid} ({self.symbol(mid)}): the feed's price is stale or "
+                        "invalid; its positions are left out",
+                    )
+                )
+        by_key = {p.key: p for p in positions}
+        accounts_out = []
+        for account, (balance, keys) in cross.items():
+            if not all(k in by_key for k in keys):
+                issues_list.append(
+                    ReadIssue(
+                        "account_incomplete",
+                        account,
+                        f"cross account {account}: a position could not be read; left out",
+                    )
+                )
+                for k in keys:
+                    by_key.pop(k, None)
+                continue
+            accounts_out.append(
+                CrossAccount(
+                    venue=self.name,
+                    key=account,
+                    account=account,
+                    collateral_token=token,
+                    collateral=token.amount(balance),
+                    collateral_price=ONE_USD,
+                    collateral_usd=Usd(balance, token.decimals),
+                    position_keys=tuple(keys),
+                )
+            )
+        snapshot = Snapshot(
+            block_number=number,
+            block_time=block_time,
+            wallet=wallet_state,
+            markets=tuple(modelled.values()),
+            positions=tuple(by_key.values()),
+            accounts=tuple(accounts_out),
+        )
+        trips = pin_trips + self._meta.round_trips - meta_trips
+        trips += self._batches.round_trips - batch_trips
+        return VenueRead(snapshot, pool, tuple(issues_list), round_trips=trips)
+
+    async def _positions(
+        self, owners: Sequence[tuple[str, bytes]], markets: Mapping[int, RawMarket], block: int
+    ) -> tuple[list[Position], list[ReadIssue]]:
+        exchange = self._static.exchange
+        token = self._static.collateral
+        calls = [Call(exchange, _POSITIONS_SELECTOR + key) for _, key in owners]
+        size = self.chunk_size
+        limit = asyncio.Semaphore(self._limit)
+        positions: list[Position] = []
+        issues: list[ReadIssue] = []
+        account_words = {a: bytes.fromhex(a[2:]) for a, _ in owners}
+        market_ids = {mid: str(mid) for mid in markets}
+        decimals = token.decimals
+        from_bytes = int.from_bytes
+
+        async def chunk(start: int) -> tuple[list[Position], list[ReadIssue]]:
+            async with limit:
+                results = await self._batches.aggregate(calls[start : start + size], block=block)
+            out: list[Position] = []
+            problems: list[ReadIssue] = []
+            name = self.name
+            for (account, key), result in zip(owners[start : start + size], results, strict=True):
+                data = result.data
+                if not result.success or len(data) != _POSITION_BYTES:
+                    hex_key = "0x" + key.hex()
+                    decode_position(_ok(result, f"positions({hex_key})"))  # raises, naming it
+                # the hot path: the fields read in place (decode_position checks the same)
+                size_raw = from_bytes(data[128:160], "big")
+                if size_raw == 0:
+                    hex_key = "0x" + key.hex()
+                    problems.append(ReadIssue("position_missing", hex_key, "listed but empty"))
+                    continue
+                if data[12:32] != account_words[account] or data[:12] != _ZERO12:
+                    raise VenueDecodeError(f"position 0x{key.hex()} does not belong to {account}")
+                market = markets.get(from_bytes(data[96:128], "big"))
+                if market is None:
+                    raise VenueDecodeError(f"position 0x{key.hex()} is in an unknown market")
+                if not market.price_valid:
+                    continue  # reported once per market by the caller
+                is_long = _flag(data[32:64])
+                is_cross = _flag(data[64:96])
+                collateral = from_bytes(data[160:192], "big")
+                index = market.long_funding_index if is_long else market.short_funding_index
+                owed = funding_owed(size_raw, index, from_bytes(data[224:256], "big", signed=True))
+                out.append(
+                    Position(
+                        venue=name,
+                        key="0x" + key.hex(),
+                        account=account,
+                        market_id=market_ids[market.market_id],
+                        side=Side.LONG if is_long else Side.SHORT,
+                        size=TokenAmount(size_raw, SIZE_DECIMALS),
+                        entry_price=Price(from_bytes(data[192:224], "big"), PRICE_DECIMALS),
+                        collateral_token=token,
+                        collateral=TokenAmount(collateral, decimals),
+                        collateral_price=ONE_USD,
+                        collateral_usd=Usd(collateral, decimals),
+                        fees=Usd(owed, decimals),
+                        mode=MarginMode.CROSS if is_cross else MarginMode.ISOLATED,
+                        cross_account=account if is_cross else None,
+                    )
+                )
+            return out, problems
+
+        done = await asyncio.gather(*(chunk(s) for s in range(0, len(calls), size)))
+        for out, problems in done:
+            positions.extend(out)
+            issues.extend(problems)
+        return positions, issues
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
+        """The transactions for `action` on a position or account of `sender` in `snapshot`.
+
+        TopUp: addMargin / depositCross, after an approval of exactly the amount (or
+        unlimited, with approve_unlimited) when the allowance read now is short of it.
+        Withdraw: removeMargin / withdrawCross. Reduce: decreasePosition / decreaseCross.
+        Close: closePosition / closeCross. Alert: no transaction.
+        """
+        sender = self._account(sender, "sender")
+        if action.venue != self.name:
+            raise VenueError(f"{action.kind}: action is for venue {action.venue}, not {self.name}")
+        if isinstance(action, Alert):
+            return TxPlan(action, sender, ())
+        if action.account.lower() != sender.lower():
+            raise VenueError(
+                f"{action.kind} {action.key}: only the owner {action.account} can do this on "
+                f"the reference exchange, not {sender}"
+            )
+        ex = self._static.exchange
+        if isinstance(action, TopUp | Withdraw):
+            amount = self._collateral_amount(action)
+            top_up = isinstance(action, TopUp)
+            if action.scope is Scope.ACCOUNT:
+                fn = _DEPOSIT_CROSS if top_up else _WITHDRAW_CROSS
+                step = TxRequest(
+                    ex,
+                    fn.encode(amount),
+                    description=f"{fn.name} {self._usd(amount)} to cross account {action.key}",
+                )
+            else:
+                position = self._position(snapshot, action.key, action.kind)
+                fn = _ADD_MARGIN if top_up else _REMOVE_MARGIN
+                step = TxRequest(
+                    ex,
+                    fn.encode(int(position.market_id), position.side is Side.LONG, amount),
+                    description=f"{fn.name} {self._usd(amount)} on {self._label(position)}",
+                )
+            if top_up:
+                return await self._with_approval(action, sender, amount, step)
+            return TxPlan(action, sender, (step,))
+        position = self._position(snapshot, action.key, action.kind)
+        market_id, is_long = int(position.market_id), position.side is Side.LONG
+        cross = position.mode is MarginMode.CROSS
+        if isinstance(action, Reduce):
+            size = action.size_delta
+            if size.decimals != SIZE_DECIMALS:
+                raise VenueError(f"reduce {action.key}: size_delta must have 18 decimals")
+            if not 0 < size.raw < position.size.raw:
+                raise VenueError(
+                    f"reduce {action.key}: size_delta {size} must be positive and less than "
+                    f"the position's size {position.size} (use Close)"
+                )
+            fn = _DECREASE_CROSS if cross else _DECREASE
+            data = fn.encode(market_id, is_long, size.raw)
+            text = f"{fn.name} {self._label(position)} by {size}"
+        else:
+            assert isinstance(action, Close)
+            fn = _CLOSE_CROSS if cross else _CLOSE
+            data = fn.encode(market_id, is_long)
+            text = f"{fn.name} {self._label(position)}"
+        return TxPlan(action, sender, (TxRequest(ex, data, description=text),))
+
+    async def action_state(self, plan: TxPlan, mined: Sequence[MinedTx]) -> ActionState:
+        """Sync venue: done once every step is mined, failed if one reverted."""
+        return sync_action_state(plan, mined)
+
+    def decode_error(self, data: bytes) -> RevertReason:
+        """Revert data of the exchange, the lens, the token or a feed, decoded."""
+        return decode_revert(data, [abi("PerpExchange"), abi("TestUSDC")])
+
+    def decode_rpc_error(self, exc: RpcError) -> RevertReason | None:
+        """The decoded revert inside a failed eth_call / eth_estimateGas, if it is one."""
+        if not isinstance(exc, RpcResponseError):
+            return None
+        data = revert_data(exc)
+        return None if data is None else self.decode_error(data)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _with_approval(
+        self, action: Action, sender: str, amount: int, step: TxRequest
+    ) -> TxPlan:
+        token = self._static.collateral.address
+        ex = self._static.exchange
+        (allowed,) = _ALLOWANCE.decode(
+            await self._reads.eth_call(token, _ALLOWANCE.encode(sender, ex), "latest")
+        )
+        if int(allowed) >= amount:
+            return TxPlan(action, sender, (step,))
+        approve_amount = 2**256 - 1 if self.approve_unlimited else amount
+        approval = TxRequest(
+            token,
+            _APPROVE.encode(ex, approve_amount),
+            description=f"approve {ex} to spend {self._usd(approve_amount)} of {sender}",
+        )
+        override = await self._allowance_override(sender, approve_amount)
+        return TxPlan(
+            action, sender, (approval, step), simulation_overrides=(None, override), approvals=1
+        )
+
+    async def _allowance_override(self, owner: str, amount: int) -> StateOverride | None:
+        """A state override setting the allowance, if the configured slot is verified right."""
+        if self.allowance_mapping_slot is None:
+            return None
+        token = self._static.collateral.address
+        slot_bytes = allowance_slot(owner, self._static.exchange, self.allowance_mapping_slot)
+        slot = "0x" + slot_bytes.hex()
+        override: StateOverride = {token: {"stateDiff": {slot: "0x" + uint_word(amount).hex()}}}
+        try:
+            answer = await self.rpc.request(
+                "eth_call",
+                [
+                    {"to": token, "data": "0x" + _ALLOWANCE.encode(owner, self.exchange).hex()},
+                    "latest",
+                    override,
+                ],
+            )
+        except RpcError:
+            return None  # the node takes no overrides: wait for the approval to be mined
+        if not isinstance(answer, str) or answer.removeprefix("0x") != uint_word(amount).hex():
+            return None
+        return override
+
+    def _collateral_amount(self, action: TopUp | Withdraw) -> int:
+        token = self._static.collateral
+        if action.token.address.lower() != token.address.lower():
+            raise VenueError(
+                f"{action.kind} {action.key}: token {action.token.address} is not the "
+                f"exchange's collateral {token.address}"
+            )
+        if action.amount.decimals != token.decimals or action.amount.raw <= 0:
+            raise VenueError(f"{action.kind} {action.key}: amount must be positive {token.symbol}")
+        return action.amount.raw
+
+    def _position(self, snapshot: Snapshot, key: str, kind: str) -> Position:
+        try:
+            return snapshot.position(self.name, key)
+        except KeyError:
+            raise VenueError(f"{kind}: no position {key} in the snapshot") from None
+
+    def _label(self, position: Position) -> str:
+        mode = "cross " if position.mode is MarginMode.CROSS else ""
+        return f"{mode}{position.side.value} {self.symbol(position.market_id)} {position.key}"
+
+    def _usd(self, raw: int) -> str:
+        token = self._static.collateral
+        if raw == 2**256 - 1:
+            return f"unlimited {token.symbol}"
+        return f"{token.amount(raw)} {token.symbol}"
+
+    def _account(self, address: str, what: str) -> str:
+        found = self._checksums.get(address)
+        if found is None:
+            found = self._checksums[address] = _checksum(address, what)
+        return found
+
+
+def _checksum(address: str, what: str) -> str:
+    try:
+        if len(bytes.fromhex(address.removeprefix("0x"))) != 20 or not address.startswith("0x"):
+            raise ValueError
+        return to_checksum_address(address)
+    except ValueError:
+        raise VenueError(f"{what}: not an address: {address!r}") from None

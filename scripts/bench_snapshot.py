@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Benchmark: one Snapshot of N positions of the reference exchange on a local Anvil.
+
+For N = 100, 1,000 and 10,000 it prints the round trips a `ReferenceVenue.read` makes (bound:
+ceil(N / 500) + 2), its time (a read at the block just read, so the eth_blockNumber pin,
+well under a millisecond here, is not timed), and three comparisons:
+
+- naive: one web3.py (AsyncWeb3) contract call `exchange.positions(key)` per position, awaited
+  one after another (the key lists not even counted); for N > 1,000 a sample of 1,000 is
+  timed and extrapolated;
+- gathered: the same web3.py calls under asyncio.gather (sampled likewise above 2,000);
+- raw: the very eth_calls the read sent, replayed over the same HTTP client with the same
+  concurrency, JSON-parsed but not decoded: the node's own time plus transport.
+
+The last columns time the read again after gc.freeze(): full garbage collections over the
+process's start-up objects are a sizeable share of a 10,000-position read.
+
+How positions are made: a fresh Anvil (block gas limit 4e9) with the reference exchange and
+eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
+anvil_setBalance) one mint, one approve, one cross deposit, then 16 isolated and 4 cross
+opens, all sent as JSON-RPC batches of eth_sendTransaction with automine off and mined in a
+few blocks. Times are medians of 5 runs. Usage: .venv/bin/python scripts/bench_snapshot.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eth_abi.abi import encode
+from eth_hash.auto import keccak
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from keeper.abis import abi
+from keeper.chain.jsonrpc import HttpJsonRpc
+from keeper.testing.anvil import Anvil
+from keeper.testing.devnet import Deployment, MarketSpec, deploy
+from keeper.venues.base import Watch
+from keeper.venues.reference import ReferenceVenue
+
+SIZES = (100, 1_000, 10_000)
+MARKETS = 8
+ISOLATED_PER_ACCOUNT = 2 * MARKETS  # long and short in every market
+CROSS_PER_ACCOUNT = 4
+PER_ACCOUNT = ISOLATED_PER_ACCOUNT + CROSS_PER_ACCOUNT
+RUNS = 5
+NAIVE_SAMPLE = 1_000
+GATHER_SAMPLE = 2_000
+
+
+def _sel(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+def _batch(url: str, requests: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    body = [
+        {"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(requests)
+    ]
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        answers: list[Any] = json.loads(resp.read())
+    errors = [a for a in answers if "error" in a]
+    if errors:
+        raise RuntimeError(f"batch failed: {errors[:3]}")
+    return answers
+
+
+def populate(node: Anvil, d: Deployment, positions: int) -> list[str]:
+    """Make `positions` positions in ceil(positions / 20) accounts; returns the accounts."""
+    count = math.ceil(positions / PER_ACCOUNT)
+    accounts = [f"0x{0x100000 + i:040x}" for i in range(count)]
+    node.rpc("anvil_autoImpersonateAccount", True)
+    node.rpc("evm_setAutomine", False)
+    _batch(node.url, [("anvil_setBalance", [a, hex(10**20)]) for a in accounts])
+    sends: list[tuple[str, list[Any]]] = []
+    left = positions
+    for account in accounts:
+        txs = [
+            (
+                d.usdc,
+                _sel("mint(address,uint256)") + encode(["address", "uint256"], [account, 10**13]),
+            ),
+            (
+                d.usdc,
+                _sel("approve(address,uint256)")
+                + encode(["address", "uint256"], [d.exchange, 2**256 - 1]),
+            ),
+            (d.exchange, _sel("depositCross(uint256)") + encode(["uint256"], [10**11])),
+        ]
+        here = min(PER_ACCOUNT, left)
+        left -= here
+        for j in range(here):
+            market, size = j % MARKETS, 10**17
+            if j < ISOLATED_PER_ACCOUNT:
+                data = _sel("openPosition(uint256,bool,uint256,uint256)") + encode(
+                    ["uint256", "bool", "uint256", "uint256"], [market, j < MARKETS, 10**8, size]
+                )
+            else:
+                data = _sel("openCross(uint256,bool,uint256)") + encode(
+                    ["uint256", "bool", "uint256"], [market, j % 2 == 0, size]
+                )
+            txs.append((d.exchange, data))
+        for nonce, (to, data) in enumerate(txs):
+            tx = {
+                "from": account,
+                "to": to,
+                "data": "0x" + data.hex(),
+                "gas": hex(3_000_000),
+                "nonce": hex(nonce),
+                "maxFeePerGas": hex(10**11),
+                "maxPriorityFeePerGas": hex(1),
+            }
+            sends.append(("eth_sendTransaction", [tx]))
+    for start in range(0, len(sends), 2_000):
+        _batch(node.url, sends[start : start + 2_000])
+    while int(node.rpc("txpool_status")["pending"], 16):
+        node.rpc("anvil_mine", "0x1")
+    node.rpc("evm_setAutomine", True)
+    return accounts
+
+
+class Recorder:
+    """A JsonRpc that forwards and records every request (to replay them raw)."""
+
+    def __init__(self, inner: HttpJsonRpc) -> None:
+        self.inner = inner
+        self.log: list[tuple[str, list[Any]]] = []
+
+    async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        self.log.append((method, list(params)))
+        return await self.inner.request(method, params)
+
+
+async def median_time(fn: Callable[[], Awaitable[Any]], runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
+    rpc = HttpJsonRpc(node.url, timeout=120)
+    recorder = Recorder(rpc)
+    venue = await ReferenceVenue.connect(
+        recorder, exchange=d.exchange, lens=d.lens, multicall=d.multicall
+    )
+    w3 = AsyncWeb3(AsyncHTTPProvider(node.url, request_kwargs={"timeout": 120}))
+    exchange = w3.eth.contract(address=w3.to_checksum_address(d.exchange), abi=abi("PerpExchange"))
+    rows = []
+    for n in SIZES:
+        watch = Watch(tuple(accounts[: math.ceil(n / PER_ACCOUNT)]), wallet=d.trader)
+        read = await venue.read(watch)
+        block = read.snapshot.block_number
+        assert len(read.snapshot.positions) == n, len(read.snapshot.positions)
+        trips = read.round_trips
+
+        async def one_read(w: Watch = watch, b: int = block) -> None:
+            await venue.read(w, block=b)
+
+        snapshot_s = await median_time(one_read)
+        gc.collect()
+        gc.freeze()  # what a long-running keeper may do after start-up
+        frozen_s = await median_time(one_read)
+        gc.unfreeze()
+
+        recorder.log.clear()
+        await venue.read(watch, block=block)
+        log = list(recorder.log)
+        meta, chunks = log[0], log[1:]
+        limit = asyncio.Semaphore(4)  # the venue's default max_concurrency
+
+        async def replay_chunk(
+            method: str, params: list[Any], limit: asyncio.Semaphore = limit
+        ) -> Any:
+            async with limit:
+                return await rpc.request(method, params)
+
+        async def raw(
+            meta: tuple[str, list[Any]] = meta,
+            chunks: list[tuple[str, list[Any]]] = chunks,
+        ) -> None:
+            await rpc.request(*meta)
+            await asyncio.gather(*(replay_chunk(m, p) for m, p in chunks))
+
+        raw_s = await median_time(raw)
+        keys = [bytes.fromhex(p.key[2:]) for p in read.snapshot.positions]
+
+        sample = keys[:NAIVE_SAMPLE]
+        started = time.perf_counter()
+        for key in sample:
+            await exchange.functions.positions(key).call(block_identifier=block)
+        naive_s = (time.perf_counter() - started) * n / len(sample)
+
+        sample = keys[:GATHER_SAMPLE]
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(exchange.functions.positions(k).call(block_identifier=block) for k in sample)
+        )
+        gathered_s = (time.perf_counter() - started) * n / len(sample)
+        rows.append(
+            (
+                n,
+                trips,
+                math.ceil(n / 500) + 2,
+                snapshot_s,
+                frozen_s,
+                naive_s,
+                n > NAIVE_SAMPLE,
+                gathered_s,
+                n > GATHER_SAMPLE,
+                raw_s,
+            )
+        )
+    await rpc.close()
+    await w3.provider.disconnect()
+    print()
+    print(
+        f"{'N':>6}  {'round trips':>11}  {'bound':>5}  {'snapshot s':>10}  {'naive s':>9}  "
+        f"{'x naive':>8}  {'gathered s':>10}  {'x gathered':>10}  {'raw s':>7}  {'/ raw':>6}  "
+        f"{'gc-frozen s':>11}  {'/ raw':>6}"
+    )
+    for n, trips, bound, snap_s, frozen_s, naive_s, ns, gath_s, gs, raw_s in rows:
+        print(
+            f"{n:>6}  {trips:>11}  {bound:>5}  {snap_s:>10.3f}  {naive_s:>8.2f}{'*' if ns else ' '}"
+            f"  {naive_s / snap_s:>7.1f}x  {gath_s:>9.2f}{'*' if gs else ' '}"
+            f"  {gath_s / snap_s:>9.1f}x  {raw_s:>7.3f}  {snap_s / raw_s:>5.2f}x"
+            f"  {frozen_s:>11.3f}  {frozen_s / raw_s:>5.2f}x"
+        )
+    print(
+        f"* extrapolated from the first {NAIVE_SAMPLE:,} (naive) or {GATHER_SAMPLE:,} "
+        "(gathered) positions"
+    )
+    print("gc-frozen: the same read after gc.freeze() (no full collections over start-up objects)")
+
+
+def main() -> int:
+    print(__doc__.split("\n\n")[0])
+    with Anvil(extra_args=["--gas-limit", "4000000000"]) as node:
+        specs = [
+            MarketSpec(
+                symbol=f"M{i}",
+                price=Decimal(100 + i),
+                impact_factor=Decimal(0),
+                max_long_oi=Decimal(10**9),
+                max_short_oi=Decimal(10**9),
+            )
+            for i in range(MARKETS)
+        ]
+        devnet = deploy(node.url, markets=specs, pool_liquidity=Decimal(10**9))
+        started = time.perf_counter()
+        accounts = populate(node, devnet.deployment, max(SIZES))
+        print(
+            f"made {max(SIZES):,} positions in {len(accounts)} accounts "
+            f"({ISOLATED_PER_ACCOUNT} isolated + {CROSS_PER_ACCOUNT} cross each, {MARKETS} "
+            f"markets) with impersonated eth_sendTransaction batches, automine off: "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        asyncio.run(bench(node, devnet.deployment, accounts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
