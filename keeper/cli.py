@@ -1,5 +1,6 @@
-"""The `keeper` command. Subcommands so far: `calc` (the margin calculator) and `positions`
-(the watched accounts' positions on the reference exchange, read from the chain).
+"""The `keeper` command: `calc` (the margin calculator), `positions` (read from the chain),
+`run` (the keeper), `history` (the journal), `top-up | reduce | close | withdraw` (manual
+actions through the keeper's journal), and `config check`.
 
 `main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
 with a message naming the flag).
@@ -10,9 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -21,6 +25,9 @@ from keeper import margin
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
+from keeper.config import Config, ConfigError, describe, load
+from keeper.journal import Journal
+from keeper.manual import ManualError, execute, prepare
 from keeper.model import (
     Basis,
     CrossAccount,
@@ -31,6 +38,8 @@ from keeper.model import (
     Snapshot,
     Token,
 )
+from keeper.runtime import StartError, open_runtime, run_keeper
+from keeper.signer import SignerError
 from keeper.units import (
     Price,
     TokenAmount,
@@ -130,6 +139,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
     )
     _common(cross)
     _positions_parser(commands)
+    _operator_parsers(commands)
     return parser, calc, cross
 
 
@@ -414,11 +424,12 @@ def _positions_parser(commands: Any) -> None:
         epilog=POSITIONS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--rpc", metavar="URL", action="append", required=True, help="repeatable")
-    p.add_argument("--exchange", metavar="ADDRESS", required=True, help="the PerpExchange")
-    p.add_argument("--lens", metavar="ADDRESS", required=True, help="its PerpLens")
+    p.add_argument("--config", metavar="FILE", help="read the rest from a keeper config")
+    p.add_argument("--rpc", metavar="URL", action="append", help="repeatable")
+    p.add_argument("--exchange", metavar="ADDRESS", help="the PerpExchange")
+    p.add_argument("--lens", metavar="ADDRESS", help="its PerpLens")
     p.add_argument("--multicall", metavar="ADDRESS", help="Multicall3 (default: canonical)")
-    p.add_argument("--account", metavar="ADDRESS", action="append", required=True)
+    p.add_argument("--account", metavar="ADDRESS", action="append")
     p.add_argument("--block", metavar="N", help="block number to read at (default: latest)")
     p.add_argument("--timeout", metavar="SECONDS", default="10", help="per request")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -446,6 +457,20 @@ def _url(parser: argparse.ArgumentParser, text: str) -> str:
 
 def _positions_command(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if args.config:
+        loaded = _load_config(args.config)
+        if loaded is None:
+            return 2
+        if loaded.venue.kind != "reference":
+            parser.error(f"--config: venue {loaded.venue.kind} is not supported here yet")
+        args.rpc = args.rpc or list(loaded.chain.rpc)
+        args.exchange = args.exchange or loaded.venue.addresses["exchange"]
+        args.lens = args.lens or loaded.venue.addresses["lens"]
+        args.multicall = args.multicall or loaded.chain.multicall
+        args.account = args.account or list(loaded.accounts)
+    for flag in ("rpc", "exchange", "lens", "account"):
+        if not getattr(args, flag):
+            parser.error(f"--{flag} is required (or --config FILE)")
     urls = [_url(parser, u) for u in args.rpc]
     exchange = _address(parser, "--exchange", args.exchange)
     lens = _address(parser, "--lens", args.lens)
@@ -653,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "positions":
             return _positions_command(args)
+        if args.command in _OPERATOR_COMMANDS:
+            return _OPERATOR_COMMANDS[args.command](args)
         if args.command == "calc":
             if args.calc_mode == "cross":
                 return _calc_cross(cross, args)
@@ -660,6 +687,311 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown command {args.command}")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+
+
+# -- operator commands: config check, run, history, manual actions --------------------------
+
+RUN_EPILOG = """\
+Signals: SIGINT/SIGTERM stop after the current block (exit 0); SIGUSR1 toggles a halt
+(nothing is sent while halted; so does the config's halt_file while it exists).
+Exit codes: 0 stopped cleanly, 1 could not start, 2 bad config or arguments, 3 fatal error.
+"""
+
+
+def _operator_parsers(commands: Any) -> None:
+    config = commands.add_parser(
+        "config", help="check a config file", description="Configuration tools."
+    )
+    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    check = config_sub.add_parser(
+        "check",
+        help="report every problem in a config file",
+        description="Validate a keeper config file (TOML plus KEEPER__ environment overrides); "
+        "every problem is reported with its exact key.",
+    )
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(parser=check)
+
+    run = commands.add_parser(
+        "run",
+        help="run the keeper",
+        description="Watch the configured accounts block by block and protect their positions.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", metavar="FILE", required=True)
+    run.add_argument("--dry-run", action="store_true", help="decide and record, never sign or send")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--ticks", metavar="N", type=int, help="stop after N blocks (for scripts)")
+    run.set_defaults(parser=run)
+
+    history = commands.add_parser(
+        "history",
+        help="the journal: intents, transactions, outcomes",
+        description="What the keeper (and manual commands) decided, sent and got, newest first.",
+    )
+    history.add_argument("--config", metavar="FILE", required=True)
+    history.add_argument("--position", metavar="KEY", help="only this position (or account)")
+    history.add_argument("--since", metavar="WHEN", help="ISO time, or an age like 2h, 3d, 30m")
+    history.add_argument("--until", metavar="WHEN", help="ISO time, or an age")
+    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--json", action="store_true", help="print one JSON object")
+    history.set_defaults(parser=history)
+
+    for name, kind, what, arg in (
+        ("top-up", "top_up", "add collateral to a position or cross account", "AMOUNT"),
+        ("withdraw", "withdraw", "take collateral back from a position or account", "AMOUNT"),
+        ("reduce", "reduce", "cut a position's size by SIZE index tokens", "SIZE"),
+        ("close", "close", "close a whole position", None),
+    ):
+        sub = commands.add_parser(
+            name,
+            help=what,
+            description=f"{what[0].upper()}{what[1:]}: simulated first, shown with its cost, sent "
+            "after you confirm, through the keeper's journal (never racing a running keeper). "
+            "POSITION is a key as `keeper positions` shows it, MARKET:SIDE of your account "
+            "(e.g. ETH:long, or ETH:long:cross), or `cross` for your cross account.",
+        )
+        sub.add_argument("position", metavar="POSITION")
+        if arg is not None:
+            sub.add_argument("amount", metavar=arg)
+        sub.add_argument("--config", metavar="FILE", required=True)
+        sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        sub.add_argument("--json", action="store_true", help="print JSON objects")
+        sub.set_defaults(parser=sub, action_kind=kind)
+
+
+def _load_config(path: str) -> Config | None:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"keeper: {exc}", file=sys.stderr)
+        return None
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.file)
+    except ConfigError as exc:
+        if args.json:
+            problems = [{"key": p.key, "message": p.message} for p in exc.problems]
+            print(json.dumps({"file": args.file, "ok": False, "problems": problems}))
+        else:
+            print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"file": args.file, "ok": True, "problems": []}))
+    else:
+        print(f"{args.file}: ok")
+        for line in describe(config):
+            print(f"  {line}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = _load_config(args.config)
+    if config is None:
+        return 2
+    if args.ticks is not None and args.ticks < 1:
+        args.parser.error("--ticks: must be at least 1")
+    try:
+        return asyncio.run(run_keeper(config, dry_run=args.dry_run, stop_after_ticks=args.ticks))
+    except (StartError, SignerError, RpcError, VenueError) as exc:
+        print(f"keeper run: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _when(parser: argparse.ArgumentParser, flag: str, text: str | None) -> int | None:
+    """Milliseconds since the epoch from an ISO time or an age (30m, 2h, 3d)."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return int(time.time() * 1000) - int(text[:-1]) * units[text[-1]] * 1000
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        parser.error(f"{flag}: expected an ISO time or an age like 2h, got {text!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _history(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    if config is None:
+        return 2
+    if args.limit < 1:
+        args.parser.error("--limit: must be at least 1")
+    since = _when(args.parser, "--since", args.since)
+    until = _when(args.parser, "--until", args.until)
+    if not config.journal.exists():
+        print(f"keeper history: no journal at {config.journal} yet", file=sys.stderr)
+        return 1
+    journal = Journal(config.journal)
+    try:
+        intents = journal.history(
+            position_key=args.position, since_ms=since, until_ms=until, limit=args.limit
+        )
+        rows: list[dict[str, Any]] = []
+        for i in intents:
+            txs = journal.transactions(i.id)
+            rows.append(
+                {
+                    "id": i.id,
+                    "time": datetime.fromtimestamp(i.created_at_ms / 1000, UTC).isoformat(),
+                    "block": i.created_block,
+                    "venue": i.venue,
+                    "position": i.position_key,
+                    "seq": i.seq,
+                    "kind": i.kind,
+                    "status": i.status.value,
+                    "failure": i.failure,
+                    "reason": i.reason,
+                    "transactions": [
+                        {
+                            "hash": t.hash,
+                            "nonce": t.nonce,
+                            "kind": t.kind.value,
+                            "status": t.status.value,
+                            "max_fee": t.max_fee,
+                            "block": t.block_number,
+                        }
+                        for t in txs
+                    ],
+                }
+            )
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps({"journal": str(config.journal), "intents": rows}))
+        return 0
+    if not rows:
+        print("no intents")
+        return 0
+    _table(
+        ["id", "time", "block", "position", "kind", "status", "txs", "reason"],
+        [
+            [
+                str(r["id"]),
+                r["time"][:19],
+                str(r["block"]),
+                _short(r["position"]),
+                r["kind"],
+                r["status"] + (f" ({r['failure']})" if r["failure"] else ""),
+                ",".join(f"{t['nonce']}:{t['status']}" for t in r["transactions"]) or "-",
+                (r["reason"] or "")[:60],
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= 20 else f"{key[:10]}…{key[-6:]}"
+
+
+def _manual(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    if config is None:
+        return 2
+    name = args.parser.prog.split()[-1]
+
+    async def go() -> int:
+        runtime = await open_runtime(config, need_signer=True, prompt=not args.yes)
+        async with runtime:
+            prepared = await prepare(
+                runtime, args.action_kind, args.position, getattr(args, "amount", None)
+            )
+            summary = prepared.summary()
+            if args.json:
+                print(json.dumps({"prepared": summary}))
+            else:
+                _print_prepared(summary)
+            if not prepared.ok:
+                print(f"keeper {name}: not sent: the simulation failed", file=sys.stderr)
+                return 1
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print(f"keeper {name}: pass --yes to send without a terminal", file=sys.stderr)
+                    return 1
+                if input("send it? [y/N] ").strip().lower() not in ("y", "yes"):
+                    print("not sent")
+                    return 1
+            results = await execute(runtime, prepared)
+            failed = False
+            out = []
+            for sent, outcome in results:
+                status = outcome.status.value if outcome is not None else sent.outcome
+                failure = outcome.failure.value if outcome and outcome.failure else None
+                failed = failed or failure is not None or status in ("failed", "obsolete")
+                out.append(
+                    {
+                        "intent": sent.intent_id,
+                        "kind": sent.kind,
+                        "status": status,
+                        "failure": failure,
+                        "tx": outcome.tx_hash if outcome else None,
+                        "detail": (outcome.detail if outcome else sent.detail),
+                    }
+                )
+            if args.json:
+                print(json.dumps({"results": out}))
+            else:
+                for r in out:
+                    tail = f" ({r['failure']}: {r['detail']})" if r["failure"] else ""
+                    print(f"{r['kind']}: {r['status']} {r['tx'] or ''}{tail}")
+            return 1 if failed else 0
+
+    try:
+        return asyncio.run(go())
+    except (ManualError, StartError, SignerError, RpcError, VenueError) as exc:
+        print(f"keeper {name}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_prepared(summary: dict[str, Any]) -> None:
+    print(f"{summary['action']} on {summary['subject']}")
+    for i, step in enumerate(summary["steps"], 1):
+        gas = step["gas"] if step["gas"] is not None else "after the step before is mined"
+        state = (
+            "would revert: " + step["revert"]
+            if step["revert"]
+            else (
+                "simulated ok" if step["simulated"] else "simulated once the step before is mined"
+            )
+        )
+        print(f"  {i}. {step['description']} (to {step['to']}): gas {gas}; {state}")
+    if summary["fee_problem"]:
+        print(f"  fees: {summary['fee_problem']}")
+    elif summary["max_cost_wei"] is not None:
+        gwei = Decimal(summary["max_fee_per_gas"]) / Decimal(10**9)
+        eth = Decimal(summary["max_cost_wei"]) / Decimal(10**18)
+        print(f"  cost: at most {eth} ETH (max fee {gwei} gwei per gas)")
+
+
+_OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "history": _history,
+    "top-up": _manual,
+    "withdraw": _manual,
+    "reduce": _manual,
+    "close": _manual,
+}
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    return _config_check(args)
+
+
+_OPERATOR_COMMANDS["config"] = _config_command
 
 
 if __name__ == "__main__":

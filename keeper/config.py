@@ -59,6 +59,7 @@ GMX_ADDRESS_KEYS: Final = (
 )
 SIGNER_SOURCES: Final = ("keystore", "env", "none")
 ALERT_KINDS: Final = ("webhook", "slack", "discord", "telegram")
+TELEGRAM_API: Final = "https://api.telegram.org"
 SEVERITIES: Final = ("info", "warning", "critical")
 
 
@@ -142,6 +143,7 @@ class AlertSinkConfig:
     url: str = field(repr=False)
     min_severity: str
     min_interval_s: int
+    token: str = field(default="", repr=False)
     chat_id: str | None = None
 
     @property
@@ -667,44 +669,69 @@ def _alerts(
         if not isinstance(t, dict):
             r.fail(p, "expected a table")
             continue
-        r.unknown(t, p, ("kind", "url", "url_env", "chat_id", "min_severity", "min_interval_s"))
+        r.unknown(
+            t,
+            p,
+            ("kind", "url", "url_env", "token_env", "chat_id", "min_severity", "min_interval_s"),
+        )
         kind = r.choice(t, "kind", p, ALERT_KINDS)
         url: str | None = None
         if "url" in t and "url_env" in t:
             r.fail(f"{p}.url_env", "give url or url_env, not both")
         elif "url_env" in t:
-            env_name = r.get(t, "url_env", p, str)
-            if env_name is not None:
-                url = environ.get(env_name)
-                if not url:
-                    r.fail(f"{p}.url_env", f"the environment variable {env_name} is not set")
-                    url = None
-                else:
-                    url = r.url(url, f"{p}.url_env ({env_name})", ("http", "https"))
+            url = _secret_env(r, t, "url_env", p, environ)
+            if url is not None:
+                url = r.url(url, f"{p}.url_env ({t['url_env']})", ("http", "https"))
         elif "url" in t:
             url = r.url(t["url"], f"{p}.url", ("http", "https"))
-        else:
+        elif kind == "telegram":
+            url = TELEGRAM_API
+        elif kind is not None:
             r.fail(f"{p}.url", "missing; give url or url_env (the name of a variable holding it)")
+        token: str | None = None
+        if kind == "telegram":
+            if "token_env" not in t:
+                r.fail(f"{p}.token_env", "missing; telegram needs the bot token's variable name")
+            else:
+                token = _secret_env(r, t, "token_env", p, environ)
+        elif "token_env" in t:
+            r.fail(f"{p}.token_env", "only telegram sinks take a token (put it in the url)")
         chat_id = t.get("chat_id")
         if kind == "telegram" and chat_id is None:
             r.fail(f"{p}.chat_id", "missing; telegram needs the chat id to send to")
-        if chat_id is not None and not isinstance(chat_id, int | str):
+        if chat_id is not None and (
+            isinstance(chat_id, bool) or not isinstance(chat_id, int | str)
+        ):
             r.fail(f"{p}.chat_id", f"expected a string or number, got {chat_id!r}")
         severity = r.choice(t, "min_severity", p, SEVERITIES, "warning")
         interval = r.positive(
             r.get(t, "min_interval_s", p, int, 0), f"{p}.min_interval_s", zero_ok=True
         )
-        if kind and url and severity and interval is not None:
+        if kind and url and severity and interval is not None and (kind != "telegram" or token):
             sinks.append(
                 AlertSinkConfig(
                     kind=kind,
                     url=url,
+                    token=token or "",
                     chat_id=None if chat_id is None else str(chat_id),
                     min_severity=severity,
                     min_interval_s=interval,
                 )
             )
     return tuple(sinks)
+
+
+def _secret_env(
+    r: _Reader, t: Mapping[str, Any], name: str, path: str, environ: Mapping[str, str]
+) -> str | None:
+    env_name = r.get(t, name, path, str)
+    if env_name is None:
+        return None
+    value = environ.get(env_name)
+    if not value:
+        r.fail(f"{path}.{name}", f"the environment variable {env_name} is not set")
+        return None
+    return value
 
 
 TOP_LEVEL: Final = (

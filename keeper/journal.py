@@ -44,6 +44,7 @@ class IntentStatus(StrEnum):
     EXPIRED = "expired"  # it went stale before it was sent, or the venue's order expired
     FAILED = "failed"  # simulation reverted, fee cap, send rejected, reverted on chain
     OBSOLETE = "obsolete"  # pointless now: its nonce was spent on a zero-value self-transfer
+    SKIPPED = "skipped"  # decided but deliberately not sent: dry run, observer, halt, not ours
 
 
 OPEN_STATUSES = (
@@ -58,7 +59,13 @@ CLOSED_STATUSES = tuple(s for s in IntentStatus if s not in OPEN_STATUSES)
 # Allowed transitions; the journal refuses any other (a bug upstream, not a chain event).
 TRANSITIONS: Mapping[IntentStatus, frozenset[IntentStatus]] = {
     IntentStatus.DECIDED: frozenset(
-        {IntentStatus.SIGNED, IntentStatus.FAILED, IntentStatus.EXPIRED, IntentStatus.OBSOLETE}
+        {
+            IntentStatus.SIGNED,
+            IntentStatus.FAILED,
+            IntentStatus.EXPIRED,
+            IntentStatus.OBSOLETE,
+            IntentStatus.SKIPPED,
+        }
     ),
     IntentStatus.SIGNED: frozenset(
         {

@@ -56,7 +56,7 @@ def test_arbitrum_example_loads_with_its_secrets_from_the_environment(tmp_path: 
         "KEEPER__SIGNER__KEYSTORE": str(keystore),
         "KEEPER__SIGNER__PASSWORD_FILE": str(password),
         "KEEPER__CHAIN__RPC": f'["https://arb.example/{SECRET}", "wss://backup.example/ws"]',
-        "KEEPER_TELEGRAM_URL": f"https://api.telegram.org/bot{SECRET}/sendMessage",
+        "KEEPER_TELEGRAM_TOKEN": f"123456:{SECRET}",
     }
     config = load(EXAMPLES / "arbitrum.toml", environ=env)
     assert config.chain.kind == "arbitrum"
@@ -64,6 +64,8 @@ def test_arbitrum_example_loads_with_its_secrets_from_the_environment(tmp_path: 
     assert config.venue.preset == "arbitrum"
     assert config.thresholds.default.projection_seconds == 3600
     assert config.alerts[0].chat_id == "-1001234567890"
+    assert config.alerts[0].url == "https://api.telegram.org"
+    assert config.alerts[0].token == f"123456:{SECRET}"
     assert config.signer.keystore == keystore
     # secrets stay out of reprs and summaries
     for text in (repr(config), str(config), "\n".join(describe(config))):
@@ -165,12 +167,12 @@ def test_env_override_errors_name_the_variable() -> None:
 def test_alert_sinks_need_urls_and_telegram_a_chat() -> None:
     data = devnet_data()
     data["alerts"] = [
-        {"kind": "telegram", "url_env": "NOT_SET"},
+        {"kind": "telegram", "token_env": "NOT_SET"},
         {"kind": "pager", "url": "https://x.example/hook"},
         {"kind": "slack", "url": "https://hooks.slack.example/T/B/" + SECRET},
     ]
     found = problems(data)
-    assert set(found) == {"alerts[0].url_env", "alerts[0].chat_id", "alerts[1].kind"}
+    assert set(found) == {"alerts[0].token_env", "alerts[0].chat_id", "alerts[1].kind"}
 
 
 def test_file_errors_are_clear(tmp_path: Path) -> None:

@@ -1,0 +1,249 @@
+"""Manual actions (`keeper top-up | reduce | close | withdraw`): the same journal, venue and
+transaction manager as the running keeper, so a person and the keeper never race.
+
+`prepare` reads the position, builds the action's transactions and simulates them, and
+prices them; `execute` records the intent (refused while the keeper has one open for that
+position), sends, and follows it to a final state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from keeper.journal import IntentStatus
+from keeper.loop import Executor, NoEvents, Sent, action_payload
+from keeper.model import (
+    Action,
+    Close,
+    CrossAccount,
+    Position,
+    Reason,
+    Reduce,
+    Scope,
+    Snapshot,
+    Token,
+    TopUp,
+    Withdraw,
+)
+from keeper.runtime import Runtime
+from keeper.txs import FeeCapExceededError, Fees, TxOutcome
+from keeper.txs import TxRequest as SignedRequest
+from keeper.units import TokenAmount
+from keeper.venues.base import TxPlan, VenueError
+
+KINDS = ("top_up", "withdraw", "reduce", "close")
+
+
+class ManualError(Exception):
+    """The manual command cannot go ahead; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    description: str
+    to: str
+    gas: int | None  # None: can only be estimated once the earlier steps are mined
+    simulated: bool
+    revert: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    action: Action
+    plan: TxPlan
+    snapshot: Snapshot
+    steps: tuple[StepCost, ...]
+    fees: Fees | None
+    max_cost_wei: int | None
+    fee_problem: str | None
+    subject: str
+
+    @property
+    def ok(self) -> bool:
+        return self.fee_problem is None and all(s.revert is None for s in self.steps)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "action": self.action.kind,
+            "position": self.action.key,
+            "subject": self.subject,
+            "steps": [
+                {
+                    "description": s.description,
+                    "to": s.to,
+                    "gas": s.gas,
+                    "simulated": s.simulated,
+                    "revert": s.revert,
+                }
+                for s in self.steps
+            ],
+            "max_fee_per_gas": None if self.fees is None else self.fees.max_fee,
+            "max_cost_wei": self.max_cost_wei,
+            "fee_problem": self.fee_problem,
+        }
+
+
+def parse_amount(text: str, decimals: int, what: str) -> TokenAmount:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ManualError(f"{what}: not a number: {text!r}") from None
+    raw = value * (Decimal(10) ** decimals)
+    if not value.is_finite() or value <= 0 or raw != raw.to_integral_value():
+        raise ManualError(f"{what}: expected a positive amount with at most {decimals} decimals")
+    return TokenAmount(int(raw), decimals)
+
+
+def find_subject(snapshot: Snapshot, venue: str, ref: str, owner: str) -> Position | CrossAccount:
+    """A position by its key (as `keeper positions` shows), or `MARKET:SIDE` of `owner` (the
+    market's id or symbol), or `cross` for `owner`'s cross account, or a cross account's key."""
+    low = ref.lower()
+    for p in snapshot.positions:
+        if p.venue == venue and p.key.lower() == low:
+            return p
+    for a in snapshot.accounts:
+        if a.venue == venue and a.key.lower() == low:
+            return a
+        if low == "cross" and a.account.lower() == owner.lower():
+            return a
+    if ":" in ref:
+        market, _, side = low.partition(":")
+        cross = side.endswith(":cross")
+        side = side.removesuffix(":cross")
+        for p in snapshot.positions:
+            m = snapshot.market_of(p)
+            names = {m.market_id.lower(), m.index_token.symbol.lower()}
+            if (
+                p.account.lower() == owner.lower()
+                and market in names
+                and p.side.value == side
+                and (p.cross_account is not None) == cross
+            ):
+                return p
+    raise ManualError(
+        f"no open position or cross account {ref!r} for {owner} at block "
+        f"{snapshot.block_number}: see `keeper positions`"
+    )
+
+
+def make_action(
+    kind: str, subject: Position | CrossAccount, amount: str | None, venue: str
+) -> Action:
+    reason = Reason("manual", "requested from the command line")
+    if isinstance(subject, CrossAccount):
+        if kind not in ("top_up", "withdraw"):
+            raise ManualError(
+                f"{kind} works on a position; a cross account takes top-up or withdraw"
+            )
+        token: Token = subject.collateral_token
+        assert amount is not None
+        value = parse_amount(amount, token.decimals, "AMOUNT")
+        cls = TopUp if kind == "top_up" else Withdraw
+        return cls(venue, Scope.ACCOUNT, subject.key, subject.account, token, value, reason)
+    p = subject
+    if kind in ("top_up", "withdraw"):
+        if p.cross_account is not None:
+            raise ManualError(
+                f"{p.key} is a cross position: top up or withdraw its account ({p.cross_account})"
+            )
+        assert amount is not None
+        value = parse_amount(amount, p.collateral_token.decimals, "AMOUNT")
+        cls = TopUp if kind == "top_up" else Withdraw
+        return cls(venue, Scope.POSITION, p.key, p.account, p.collateral_token, value, reason)
+    if kind == "reduce":
+        assert amount is not None
+        delta = parse_amount(amount, p.size.decimals, "SIZE")
+        if delta.raw >= p.size.raw:
+            raise ManualError(f"SIZE: {amount} is the whole position or more: use close")
+        return Reduce(venue, p.key, p.account, p.market_id, delta, reason)
+    return Close(venue, p.key, p.account, p.market_id, reason)
+
+
+async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> Prepared:
+    if kind not in KINDS:
+        raise ManualError(f"unknown action {kind!r}")
+    txs = runtime.txs
+    if txs is None:
+        raise ManualError("this command sends a transaction: the config has no key")
+    sender = txs.sender
+    watch = runtime.watch
+    if sender.lower() not in {a.lower() for a in watch.accounts}:
+        watch = type(watch)((*watch.accounts, sender), watch.wallet)
+    read = await runtime.venue.read(watch)
+    snap = read.snapshot
+    subject = find_subject(snap, runtime.venue.name, ref, sender)
+    if subject.account.lower() != sender.lower():
+        raise ManualError(
+            f"{ref} belongs to {subject.account}; the configured key is {sender}: only the "
+            "owner can act on it"
+        )
+    action = make_action(kind, subject, amount, runtime.venue.name)
+    try:
+        plan = await runtime.venue.build(action, snap, sender=sender)
+    except VenueError as exc:
+        raise ManualError(str(exc)) from None
+    steps: list[StepCost] = []
+    for i, step in enumerate(plan.steps):
+        request = SignedRequest(0, step.to, step.data, step.value)
+        can_simulate = i == 0 or (i < plan.approvals) or plan.approvals == 0
+        if not can_simulate:
+            steps.append(StepCost(step.description, step.to, None, False, None))
+            continue
+        revert = await txs.simulate(request)
+        gas = None if revert is not None else await txs.estimate_gas(request)
+        steps.append(
+            StepCost(
+                step.description,
+                step.to,
+                gas,
+                True,
+                None if revert is None else revert.message,
+            )
+        )
+    fees: Fees | None = None
+    problem: str | None = None
+    try:
+        fees = await txs.fees()
+    except FeeCapExceededError as exc:
+        problem = str(exc)
+    cost = None
+    if fees is not None and all(s.gas is not None for s in steps):
+        cost = sum((s.gas or 0) * fees.max_fee for s in steps)
+    label = f"{type(subject).__name__.lower()} {subject.key}"
+    return Prepared(action, plan, snap, tuple(steps), fees, cost, problem, label)
+
+
+async def execute(runtime: Runtime, prepared: Prepared) -> list[tuple[Sent, TxOutcome | None]]:
+    """Records the intent and sends; follows every transaction to a final state."""
+    txs = runtime.txs
+    assert txs is not None
+    action, snap = prepared.action, prepared.snapshot
+    spend = action.amount.raw if isinstance(action, TopUp) else None
+    intent, new = runtime.journal.open_intent(
+        runtime.venue.name,
+        action.key,
+        action.kind,
+        action_payload(action, snap),
+        block=snap.block_number,
+        spend_token=action.token.address if isinstance(action, TopUp) else None,
+        spend_amount=spend,
+        reason="manual: requested from the command line",
+    )
+    if not new:
+        raise ManualError(
+            f"an action on {action.key} is already open (intent {intent.id}, "
+            f"{intent.kind}, {intent.status.value}), probably from the running keeper: "
+            "see `keeper history`"
+        )
+    executor = Executor(runtime.venue, txs, runtime.journal, NoEvents())
+    sent = await executor.carry_out(intent, action, snap)
+    results: list[tuple[Sent, TxOutcome | None]] = []
+    for s in sent:
+        current = runtime.journal.intent(s.intent_id)
+        outcome = None
+        if current.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
+            outcome = await txs.resolve(s.intent_id)
+        results.append((s, outcome))
+    return results

@@ -1,0 +1,296 @@
+"""From a validated Config to running parts: RPC, venue, journal, signer, transactions,
+metrics and alerts; shared by `keeper run` and the manual commands so both go through the
+same journal and transaction manager."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Self
+
+from keeper.alerts import Alerter, AlerterSettings, SinkSettings
+from keeper.chain.blocks import BlockStream
+from keeper.chain.rpc import FailoverRpc
+from keeper.config import Config
+from keeper.journal import Journal
+from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport
+from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
+from keeper.model import Severity
+from keeper.signer import KeySource, Signer, load_signer
+from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
+from keeper.venues.base import Venue, VenueError, Watch
+from keeper.venues.reference import ReferenceVenue
+
+log = logging.getLogger(__name__)
+
+_CHAIN_KINDS = {
+    "plain": ChainKind.ETHEREUM,
+    "op": ChainKind.OP_STACK,
+    "arbitrum": ChainKind.ARBITRUM,
+}
+
+
+class StartError(Exception):
+    """The keeper cannot start: the message says what to fix."""
+
+
+def tx_config(config: Config) -> TxConfig:
+    c = config.chain
+    min_tip = min(10**8, c.max_priority_fee_per_gas)
+    return TxConfig(
+        chain_id=c.chain_id,
+        fees=FeePolicy(
+            max_fee_cap=c.max_fee_per_gas,
+            min_priority_fee=min_tip,
+            max_priority_fee=c.max_priority_fee_per_gas,
+        ),
+        chain_kind=_CHAIN_KINDS[c.kind],
+        gas_margin=c.gas_margin,
+        confirmations=max(1, c.confirmations),
+        replace_after_blocks=c.replace_after_blocks,
+        receipt_timeout=float(c.receipt_timeout_s),
+        poll_interval=float(min(c.poll_interval_s, Decimal(1))),
+    )
+
+
+def key_source(config: Config, *, prompt: bool = False) -> KeySource:
+    s = config.signer
+    if s.source == "none" or config.mode == "observer":
+        return KeySource(kind="none")
+    if s.source == "env":
+        return KeySource(kind="env", key_env=s.key_env, allow_raw_key=s.allow_raw_key)
+    return KeySource(
+        kind="keystore",
+        keystore=str(s.keystore) if s.keystore else None,
+        password_env=s.password_env,
+        password_file=str(s.password_file) if s.password_file else None,
+        prompt=prompt and not (s.password_env or s.password_file),
+        allow_raw_key=s.allow_raw_key,
+    )
+
+
+async def connect_venue(config: Config, rpc: FailoverRpc) -> Venue:
+    v = config.venue
+    if v.kind == "reference":
+        return await ReferenceVenue.connect(
+            rpc,
+            exchange=v.addresses["exchange"],
+            lens=v.addresses["lens"],
+            multicall=config.chain.multicall,
+        )
+    raise StartError(f"venue.kind = {v.kind!r}: this build has no adapter for it yet")
+
+
+@dataclass
+class Runtime:
+    """The parts of one keeper process; `async with open_runtime(...)` closes them."""
+
+    config: Config
+    rpc: FailoverRpc
+    venue: Venue
+    journal: Journal
+    signer: Signer | None
+    txs: TxManager | None
+    _closed: bool = field(default=False, repr=False)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.journal.close()
+        await self.rpc.close()
+
+    @property
+    def watch(self) -> Watch:
+        return Watch(self.config.accounts, self.signer.address if self.signer else None)
+
+
+async def open_runtime(
+    config: Config,
+    *,
+    need_signer: bool,
+    environ: Mapping[str, str] | None = None,
+    prompt: bool = False,
+) -> Runtime:
+    """Connects to the chain and the venue, opens the journal and loads the key.
+
+    Checks the chain id against the config before anything else is done.
+    """
+    env = os.environ if environ is None else environ
+    source = key_source(config, prompt=prompt)
+    if need_signer and source.kind == "none":
+        raise StartError("this command sends transactions: the config has no key (signer)")
+    signer = load_signer(source, config.chain.chain_id, environ=env)
+    rpc = FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks)
+    try:
+        chain_id = await rpc.chain_id()
+        if chain_id != config.chain.chain_id:
+            raise StartError(
+                f"chain.chain_id is {config.chain.chain_id} but the RPC endpoints serve chain "
+                f"{chain_id}: wrong URL or wrong config"
+            )
+        venue = await connect_venue(config, rpc)
+    except BaseException:
+        await rpc.close()
+        raise
+    config.journal.parent.mkdir(parents=True, exist_ok=True)
+    journal = Journal(config.journal)
+    txs = TxManager(rpc, journal, signer, tx_config(config)) if signer is not None else None
+    return Runtime(config=config, rpc=rpc, venue=venue, journal=journal, signer=signer, txs=txs)
+
+
+class OpsEvents:
+    """The loop's reports to metrics and alerts."""
+
+    def __init__(
+        self, metrics: KeeperMetrics | None, alerter: Alerter | None, rpc: FailoverRpc
+    ) -> None:
+        self.metrics = metrics
+        self.alerter = alerter
+        self.rpc = rpc
+
+    def tick_done(self, report: TickReport) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.record_tick(
+            block_number=report.block_number,
+            block_time=report.block_time,
+            seconds=report.seconds,
+            positions=report.positions,
+            accounts=report.accounts,
+            lowest_ratio=report.lowest_ratio,
+            skipped_blocks=report.skipped_blocks,
+        )
+        for sent in report.sent:
+            m.action(sent.kind, sent.outcome)
+        if report.wallet_balance is not None:
+            m.wallet_balance("collateral", report.wallet_balance)
+        m.observe_rpc(self.rpc.stats())
+
+    def alert(self, code: str, severity: Severity, message: str, *, key: str = "") -> None:
+        if self.alerter is not None:
+            self.alerter.alert(code, severity, message, key=key)
+        else:
+            log.warning("alert %s (%s): %s", code, severity.value, message)
+
+
+def alerter_for(config: Config, metrics: KeeperMetrics | None) -> Alerter | None:
+    if not config.alerts:
+        return None
+    sinks = [
+        SinkSettings(
+            kind=s.kind,  # type: ignore[arg-type]
+            url=s.url,
+            token=s.token,
+            chat_id=s.chat_id or "",
+            name=f"{s.kind}-{i}",
+            min_severity=Severity(s.min_severity),
+            min_interval_s=float(s.min_interval_s),
+        )
+        for i, s in enumerate(config.alerts)
+    ]
+    return Alerter(
+        sinks,
+        AlerterSettings(dedup_window_s=float(config.alert_dedup_window_s)),
+        observer=metrics.alert_delivered if metrics is not None else None,
+    )
+
+
+async def run_keeper(
+    config: Config,
+    *,
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+    stop_after_ticks: int | None = None,
+) -> int:
+    """`keeper run`: the loop with metrics and alerts until SIGINT/SIGTERM; the exit code."""
+    dry = dry_run or config.dry_run
+    runtime = await open_runtime(config, need_signer=False, environ=environ)
+    metrics: KeeperMetrics | None = None
+    server: MetricsServer | None = None
+    alerter: Alerter | None = None
+    try:
+        if config.metrics is not None:
+            metrics = KeeperMetrics(
+                MetricsSettings(
+                    host=config.metrics.host,
+                    port=config.metrics.port,
+                    max_block_age_s=float(config.metrics.max_block_age_s),
+                    max_rpc_silence_s=float(config.metrics.max_rpc_silence_s),
+                ),
+                rpc_source=runtime.rpc.stats,
+            )
+            server = MetricsServer(metrics)
+            await server.start()
+            log.info("metrics on %s", server.url)
+        alerter = alerter_for(config, metrics)
+        if alerter is not None:
+            await alerter.start()
+        token = await _collateral_token(runtime)
+        sequencer = (
+            SequencerFeed(config.chain.sequencer_uptime_feed, config.chain.sequencer_grace_s)
+            if config.chain.sequencer_uptime_feed
+            else None
+        )
+        keeper = Keeper(
+            venue=runtime.venue,
+            rpc=runtime.rpc,
+            stream=BlockStream(
+                runtime.rpc,
+                poll_interval=float(config.chain.poll_interval_s),
+                ws_url=next((u for u in config.chain.rpc if u.startswith("ws")), None),
+            ),
+            journal=runtime.journal,
+            watch=runtime.watch,
+            thresholds=config.thresholds,
+            budget=config.budget,
+            settings=LoopSettings(
+                venue_token=token,
+                dry_run=dry,
+                halt_file=config.halt_file,
+                sequencer=sequencer,
+                stop_after_ticks=stop_after_ticks,
+            ),
+            txs=None if dry else runtime.txs,
+            events=OpsEvents(metrics, alerter, runtime.rpc),
+        )
+        who = runtime.signer.address if runtime.signer else "no key"
+        log.info(
+            "keeper running on %s (chain %d) as %s, watching %d account(s)%s",
+            ", ".join(config.chain.rpc_labels),
+            config.chain.chain_id,
+            who,
+            len(config.accounts),
+            " [dry run]" if dry else "",
+        )
+        return await keeper.run()
+    finally:
+        if alerter is not None:
+            await alerter.close()
+        if server is not None:
+            await server.stop()
+        await runtime.close()
+
+
+async def _collateral_token(runtime: Runtime) -> str:
+    read = await runtime.venue.read(runtime.watch)
+    token = read.snapshot.wallet.token.address
+    if not token:
+        raise VenueError("the venue reports no collateral token")
+    return token
