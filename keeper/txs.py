@@ -150,6 +150,9 @@ class TxConfig:
     fees: FeePolicy
     chain_kind: ChainKind = ChainKind.ETHEREUM
     gas_margin: Decimal = Decimal("1.2")
+    # added after the margin: state can change between estimate and inclusion (a funding
+    # index that was zero becomes non-zero: 20k gas per slot), which a ratio alone misses
+    gas_headroom: int = 50_000
     confirmations: int = 1  # final when the receipt's block is this deep (1: included)
     replace_after_blocks: int = 3
     receipt_timeout: float = 120.0  # seconds resolve() waits before returning "still open"
@@ -161,6 +164,8 @@ class TxConfig:
     def __post_init__(self) -> None:
         if self.gas_margin < 1:
             raise ValueError(f"gas_margin must be >= 1, got {self.gas_margin}")
+        if self.gas_headroom < 0:
+            raise ValueError(f"gas_headroom must be >= 0, got {self.gas_headroom}")
         if self.confirmations < 1 or self.replace_after_blocks < 1:
             raise ValueError("confirmations and replace_after_blocks must be at least 1")
 
@@ -309,7 +314,8 @@ class TxManager:
         return None
 
     async def estimate_gas(self, request: TxRequest) -> int:
-        """The gas estimate times the margin. A revert raises RpcResponseError."""
+        """The gas estimate times the margin, plus the headroom. A revert raises
+        RpcResponseError."""
         tx = {
             "from": self.sender,
             "to": request.to,
@@ -319,7 +325,7 @@ class TxManager:
         estimate = _quantity(await self.rpc.request("eth_estimateGas", [tx]))
         if estimate is None:
             raise RpcError("eth_estimateGas", "answer is not a quantity")
-        return _ceil_mul(estimate, self.config.gas_margin)
+        return _ceil_mul(estimate, self.config.gas_margin) + self.config.gas_headroom
 
     def _tx_dict(self, request: TxRequest, nonce: int, fees: Fees, gas: int) -> dict[str, Any]:
         return {

@@ -15,8 +15,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 
 from keeper.chain.rpc import FailoverRpc
 from keeper.journal import Journal
@@ -63,6 +66,8 @@ async def run(args: argparse.Namespace) -> int:
         txs = TxManager(rpc, journal, signer, config(chain_id))
         for out in await txs.reconcile():
             show(out)
+        if args.gate:
+            await wait_at_gate(Path(args.gate))
         pending: list[asyncio.Task[TxOutcome]] = []
         for position in args.position:
             if journal.history(venue=VENUE, position_key=position, limit=1):
@@ -84,12 +89,24 @@ async def run(args: argparse.Namespace) -> int:
         journal.close()
 
 
+async def wait_at_gate(gate: Path, timeout: float = 60.0) -> None:
+    """Say ready (a file next to the gate), then wait until the gate file exists, so several
+    processes start sending at the same moment."""
+    Path(f"{gate}.ready.{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        await asyncio.sleep(0.005)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rpc", required=True)
     parser.add_argument("--journal", required=True)
     parser.add_argument("--position", action="append", required=True)
     parser.add_argument("--to", default="0x000000000000000000000000000000000000dEaD")
+    parser.add_argument("--gate", help="wait for this file to exist before sending")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     sys.exit(asyncio.run(run(args)))

@@ -22,7 +22,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def driver(
-    node: Anvil, journal: Path, wallet: Wallet, positions: list[str], crash: str | None = None
+    node: Anvil,
+    journal: Path,
+    wallet: Wallet,
+    positions: list[str],
+    *,
+    crash: str | None = None,
+    gate: Path | None = None,
 ) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     env[KEY_ENV] = wallet.key
@@ -32,6 +38,8 @@ def driver(
     args += ["--journal", str(journal), "--to", SINK]
     for p in positions:
         args += ["--position", p]
+    if gate is not None:
+        args += ["--gate", str(gate)]
     return subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -76,15 +84,20 @@ async def test_two_processes_sharing_account_and_journal_never_reuse_a_nonce(
     assert manager.journal.path == str(journal_path)
     start = int(node.rpc("eth_blockNumber"), 16) + 1
     n, m = 10, 30  # this process sends n, each of the two others m
+    gate = journal_path.parent / "gate"
     procs = [
-        driver(node, journal_path, wallet, [f"{name}-{i}" for i in range(m)])
+        driver(node, journal_path, wallet, [f"{name}-{i}" for i in range(m)], gate=gate)
         for name in ("manual", "other")
     ]
-    # Start sending once the other processes are sending too.
-    for _ in range(400):
-        if journal.history(venue="driver", limit=1):
+    # All three writers start at the same moment: the drivers wait at a gate until both
+    # are ready, and this process opens it and sends at once.
+    for _ in range(2400):
+        if len(list(gate.parent.glob("gate.ready.*"))) == 2:
             break
         await asyncio.sleep(0.025)
+    else:
+        raise AssertionError("the driver processes never became ready")
+    gate.touch()
     ids = []
     for i in range(n):
         intent, _ = journal.open_intent("refex", f"keeper-{i}", "top_up", {"amount": "1"})

@@ -52,7 +52,7 @@ async def test_send_confirms_and_is_recorded(
     assert tx.nonce == 0
     assert tx.sender == wallet.address
     assert tx.block_number == int(got["blockNumber"], 16)
-    assert tx.gas_limit == 25_200  # 21,000 x 1.2
+    assert tx.gas_limit == 75_200  # 21,000 x 1.2 + the 50,000 headroom
     assert tx.receipt_status == 1
     assert tx.gas_used == 21_000
     assert tx.max_fee >= tx.priority_fee > 0
