@@ -589,8 +589,17 @@ def _thresholds(r: _Reader, data: Mapping[str, Any]) -> Thresholds | None:
     default = _market_thresholds(r, t, "thresholds", None)
     markets = r.table(t, "markets", "thresholds")
     overrides: dict[str, MarketThresholds] = {}
+    venue_kind = data.get("venue", {}).get("kind") if isinstance(data.get("venue"), dict) else None
     for market, sub in markets.items():
         path = f'thresholds.markets."{market}"'
+        prefix, colon, ident = market.partition(":")
+        if colon and (prefix != venue_kind or not ident):
+            r.fail(
+                path,
+                f'expected "MARKET_ID" or "{venue_kind or "VENUE"}:MARKET_ID" '
+                "(the venue.kind, then the market's id)",
+            )
+            continue
         if not isinstance(sub, dict):
             r.fail(path, "expected a table of thresholds")
             continue

@@ -20,6 +20,7 @@ from keeper.journal import Journal
 from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport
 from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
 from keeper.model import Severity
+from keeper.policy import MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
 from keeper.venues.base import Venue, VenueError, Watch
@@ -71,6 +72,17 @@ def key_source(config: Config, *, prompt: bool = False) -> KeySource:
         prompt=prompt and not (s.password_env or s.password_file),
         allow_raw_key=s.allow_raw_key,
     )
+
+
+def thresholds_for(config: Config, venue_name: str) -> Thresholds:
+    """The config's thresholds with override keys `KIND:ID` renamed to the adapter's
+    `NAME:ID` (the policy looks overrides up by the venue's name)."""
+    t = config.thresholds
+    renamed: dict[str, MarketThresholds] = {}
+    for key, value in t.overrides.items():
+        prefix, colon, ident = key.partition(":")
+        renamed[f"{venue_name}:{ident}" if colon and prefix == config.venue.kind else key] = value
+    return Thresholds(default=t.default, overrides=renamed)
 
 
 async def connect_venue(config: Config, rpc: FailoverRpc) -> Venue:
@@ -242,7 +254,7 @@ async def run_keeper(
         alerter = alerter_for(config, metrics)
         if alerter is not None:
             await alerter.start()
-        token = await _collateral_token(runtime)
+        token = await _collateral_token(runtime, config)
         sequencer = (
             SequencerFeed(config.chain.sequencer_uptime_feed, config.chain.sequencer_grace_s)
             if config.chain.sequencer_uptime_feed
@@ -258,7 +270,7 @@ async def run_keeper(
             ),
             journal=runtime.journal,
             watch=runtime.watch,
-            thresholds=config.thresholds,
+            thresholds=thresholds_for(config, runtime.venue.name),
             budget=config.budget,
             settings=LoopSettings(
                 venue_token=token,
@@ -288,8 +300,18 @@ async def run_keeper(
         await runtime.close()
 
 
-async def _collateral_token(runtime: Runtime) -> str:
+async def _collateral_token(runtime: Runtime, config: Config) -> str:
     read = await runtime.venue.read(runtime.watch)
+    markets = {m.market_id for m in read.snapshot.markets}
+    for key in config.thresholds.overrides:
+        ident = key.partition(":")[2] or key
+        if ident not in markets:
+            log.warning(
+                'thresholds.markets."%s": no market %s on this venue (markets: %s)',
+                key,
+                ident,
+                ", ".join(sorted(markets)),
+            )
     token = read.snapshot.wallet.token.address
     if not token:
         raise VenueError("the venue reports no collateral token")

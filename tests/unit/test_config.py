@@ -11,6 +11,7 @@ import pytest
 
 from keeper.config import ConfigError, describe, load, parse
 from keeper.margin import Metric
+from keeper.runtime import thresholds_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -182,3 +183,19 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text("[chain\n")
     with pytest.raises(ConfigError, match="syntax"):
         load(bad)
+
+
+def test_threshold_override_keys_name_the_venue_kind() -> None:
+    data = devnet_data()
+    data["thresholds"]["markets"]["refex:0"] = {"top_up_to": "0.09"}
+    data["thresholds"]["markets"]["gmx:0xabc"] = {"top_up_to": "0.09"}
+    found = problems(data)
+    assert set(found) == {'thresholds.markets."refex:0"', 'thresholds.markets."gmx:0xabc"'}
+    assert "reference:MARKET_ID" in found['thresholds.markets."refex:0"']
+
+
+def test_override_keys_are_renamed_to_the_adapters_name() -> None:
+    config = load(EXAMPLES / "devnet.toml", environ={})
+    renamed = thresholds_for(config, "refex")
+    assert renamed.lookup("refex", "1").top_up_to == Decimal("0.07")
+    assert renamed.lookup("refex", "0") == renamed.default
