@@ -1,0 +1,1651 @@
+"""The GMX v2 adapter (gmx-synthetics; ABIs in keeper/abis/gmx/, commit in its README).
+
+Units: USD and factors at 1e30; prices in USD (1e30) per smallest token unit, which is
+`Price.gmx(raw, token_decimals)`. GMX executes orders later at oracle prices, so reads use the
+side of the min/max price that is conservative for the trader (Reader does the same: a long's
+pnl at the min price, a short's at the max).
+
+Mapping onto keeper/model.py:
+
+- `Market`: id = the market token address; index token from Reader.getMarket; mark = the middle
+  of the index token's min and max price; `Basis.ENTRY` (GMX's min collateral is a factor of
+  sizeInUsd, the size at entry), `Strictness.LE`, `min_collateral_usd` = MIN_COLLATERAL_USD,
+  maintenance rate = the larger of MIN_COLLATERAL_FACTOR and MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION
+  of the market; `close_fee_rate` 0 (the close fee is in each position's `fees`, GMX charges it
+  on sizeInUsd, not on the notional at the mark), `close_quote` = the market's position fee
+  factor; funding per second from SAVED_FUNDING_FACTOR_PER_SECOND (the paying side pays the
+  factor on its size, the other side earns it spread over its own open interest). Borrowing
+  rates are not modelled (0): the borrowing accrued so far is in `fees`.
+- `Position`: key = the GMX position key; size = sizeInTokens; entry = sizeInUsd / sizeInTokens
+  (18 extra digits, rounded against the trader); collateral valued at the collateral token's min
+  price; `fees` makes the model's equity equal GMX's remaining collateral in its liquidation
+  test: the total cost of closing from Reader.getPositionInfo (position fee, borrowing, funding),
+  the capped price impact of closing (pending impact included), and the difference between the
+  model's pnl at the mark and GMX's capped pnl at the conservative price.
+
+A read pins a block, then: one Multicall3 batch (block, time, MIN_COLLATERAL_USD, the wallet,
+Reader.getAccountPositions per account), Reader.getMarket and token facts for markets not seen
+before (cached), one batch of DataStore parameters per read, the prices (PriceSource), and
+Reader.getPositionInfo per position in batches of `chunk_size`.
+
+Writes are GMX orders sent through ExchangeRouter.multicall: top-up = MarketIncrease with
+sizeDeltaUsd 0 (sendWnt for the execution fee, sendTokens for the collateral to the OrderVault,
+createOrder; the collateral's approval to the Router is its own step; WETH/WAVAX collateral is
+sent as native value with the fee), reduce and close = MarketDecrease with an acceptable price
+`slippage` away from the mark. GMX's own order keepers execute them later: `action_state` follows
+the order (OrderCreated / OrderExecuted / OrderCancelled events of the EventEmitter, and the
+DataStore's ORDER_LIST), `cancel_if_expired` builds the cancel for an order left past
+REQUEST_EXPIRATION_TIME, and `reprice` recomputes the execution fee for a replacement at a
+higher gas price (`gmx_rebuild` wires it to the transaction manager).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+import aiohttp
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
+from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
+
+from keeper.abis import abi as shipped_abi
+from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcResponseError
+from keeper.chain.multicall import MULTICALL3_ADDRESS, Call, CallResult, Multicall
+from keeper.chain.revert import RevertReason, decode_revert, revert_data
+from keeper.chain.rpc import Reads
+from keeper.model import (
+    Action,
+    Alert,
+    Basis,
+    Close,
+    CloseQuote,
+    Market,
+    Position,
+    Reduce,
+    Scope,
+    Side,
+    Snapshot,
+    Strictness,
+    Token,
+    TopUp,
+    Wallet,
+    Withdraw,
+)
+from keeper.txs import TxRequest as ManagerRequest
+from keeper.units import CONTEXT, Price, TokenAmount, Usd
+from keeper.venues.base import (
+    ActionState,
+    Execution,
+    MinedTx,
+    OpenInterest,
+    PoolState,
+    ReadIssue,
+    TxPlan,
+    TxRequest,
+    VenueDecodeError,
+    VenueError,
+    VenueRead,
+    Watch,
+)
+from keeper.venues.gmx_math import (
+    FLOAT_PRECISION,
+    GasParams,
+    OrderType,
+    capped_price_impact,
+    data_key,
+    execution_fee,
+    factor,
+    name_key,
+    position_key,
+)
+
+__all__ = [
+    "ARBITRUM",
+    "AVALANCHE",
+    "NAME",
+    "PRESETS",
+    "ChainlinkPriceSource",
+    "FallbackPriceSource",
+    "GmxApiPriceSource",
+    "GmxDeployment",
+    "GmxFn",
+    "GmxVenue",
+    "MarketTokens",
+    "PriceSource",
+    "PriceUnavailableError",
+    "RawPosition",
+    "RawPositionInfo",
+    "TokenPrice",
+    "decode_create_order",
+    "encode_create_order",
+    "gmx_abi",
+    "gmx_rebuild",
+    "map_market",
+    "map_position",
+    "order_key_of",
+]
+
+log = logging.getLogger(__name__)
+
+NAME = "gmx"
+USD_DECIMALS = 30
+ENTRY_EXTRA_DIGITS = 18
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+MAX_UINT256 = 2**256 - 1
+DEFAULT_CHUNK_SIZE = 100
+DEFAULT_MAX_POSITIONS = 1000
+
+# DataStore keys the adapter reads (Keys.sol).
+MIN_COLLATERAL_USD = name_key("MIN_COLLATERAL_USD")
+MIN_POSITION_SIZE_USD = name_key("MIN_POSITION_SIZE_USD")
+REQUEST_EXPIRATION_TIME = name_key("REQUEST_EXPIRATION_TIME")
+ORDER_LIST = name_key("ORDER_LIST")
+WNT = name_key("WNT")
+ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 = name_key("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1")
+ESTIMATED_GAS_FEE_PER_ORACLE_PRICE = name_key("ESTIMATED_GAS_FEE_PER_ORACLE_PRICE")
+ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR = name_key("ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR")
+INCREASE_ORDER_GAS_LIMIT = data_key("INCREASE_ORDER_GAS_LIMIT")
+DECREASE_ORDER_GAS_LIMIT = data_key("DECREASE_ORDER_GAS_LIMIT")
+SINGLE_SWAP_GAS_LIMIT = data_key("SINGLE_SWAP_GAS_LIMIT")
+ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
+ORDER_KEEPER = name_key("ORDER_KEEPER")
+USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
+
+EVENT_ORDER_CREATED = keccak(b"OrderCreated")
+EVENT_ORDER_EXECUTED = keccak(b"OrderExecuted")
+EVENT_ORDER_CANCELLED = keccak(b"OrderCancelled")
+
+
+def market_keys(market: str, long_token: str, short_token: str) -> list[bytes]:
+    """The per-market DataStore keys read each tick, in the order `_MarketParams` takes them."""
+    a = ("address", market)
+    keys = [
+        data_key("MIN_COLLATERAL_FACTOR", a),
+        data_key("MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION", a),
+        data_key("MAX_POSITION_IMPACT_FACTOR_FOR_LIQUIDATIONS", a),
+        data_key("POSITION_FEE_FACTOR", a, ("bool", False)),
+        data_key("POOL_AMOUNT", a, ("address", long_token)),
+        data_key("POOL_AMOUNT", a, ("address", short_token)),
+    ]
+    for is_long in (True, False):
+        for token in (long_token, short_token):
+            keys.append(
+                data_key("OPEN_INTEREST_IN_TOKENS", a, ("address", token), ("bool", is_long))
+            )
+    for is_long in (True, False):
+        for token in (long_token, short_token):
+            keys.append(data_key("OPEN_INTEREST", a, ("address", token), ("bool", is_long)))
+    return keys
+
+
+def funding_key(market: str) -> bytes:
+    return data_key("SAVED_FUNDING_FACTOR_PER_SECOND", ("address", market))
+
+
+# --- ABIs --------------------------------------------------------------------------------------
+
+
+@cache
+def gmx_abi(name: str) -> list[dict[str, Any]]:
+    """One of the hand-written GMX ABI fragments in keeper/abis/gmx/ (e.g. "Reader")."""
+    path = resources.files("keeper.abis").joinpath("gmx").joinpath(f"{name}.json")
+    if not path.is_file():
+        raise LookupError(f"no GMX ABI named {name!r} in keeper/abis/gmx")
+    entries: list[dict[str, Any]] = json.loads(path.read_text())["abi"]
+    return entries
+
+
+def _abi_type(item: Mapping[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item.get("components", []))
+        return f"({inner}){kind[len('tuple') :]}"
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class GmxFn:
+    """One function of a GMX ABI fragment (or a shipped ABI): selector, coding, errors named."""
+
+    contract: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, contract: str, name: str, *, shipped: bool = False) -> GmxFn:
+        entries = shipped_abi(contract) if shipped else gmx_abi(contract)
+        for entry in entries:
+            if entry.get("type") == "function" and entry.get("name") == name:
+                return cls(
+                    contract,
+                    name,
+                    tuple(_abi_type(i) for i in entry.get("inputs", [])),
+                    tuple(_abi_type(o) for o in entry.get("outputs", [])),
+                )
+        raise LookupError(f"no function {name} in the {contract} ABI")
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({','.join(self.inputs)})"
+
+    @property
+    def selector(self) -> bytes:
+        return keccak(self.signature.encode())[:4]
+
+    def encode(self, *args: Any) -> bytes:
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def decode_input(self, data: bytes) -> tuple[Any, ...]:
+        if data[:4] != self.selector:
+            raise VenueDecodeError(f"{self.contract}.{self.name}: calldata has another selector")
+        return tuple(abi_decode(list(self.inputs), data[4:]))
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        try:
+            return tuple(abi_decode(list(self.outputs), data))
+        except (DecodingError, ValueError, OverflowError) as exc:
+            raise VenueDecodeError(
+                f"{self.contract}.{self.name}: return data does not decode ({len(data)} bytes): "
+                f"{exc}"
+            ) from None
+
+
+_GET_UINT = GmxFn.of("DataStore", "getUint")
+_GET_INT = GmxFn.of("DataStore", "getInt")
+_GET_ADDRESS = GmxFn.of("DataStore", "getAddress")
+_CONTAINS = GmxFn.of("DataStore", "containsBytes32")
+_HAS_ROLE = GmxFn.of("RoleStore", "hasRole")
+_GET_MARKET = GmxFn.of("Reader", "getMarket")
+_GET_POSITION = GmxFn.of("Reader", "getPosition")
+_ACCOUNT_POSITIONS = GmxFn.of("Reader", "getAccountPositions")
+_POSITION_INFO = GmxFn.of("Reader", "getPositionInfo")
+_ACCOUNT_ORDERS = GmxFn.of("Reader", "getAccountOrders")
+_GET_ORDER = GmxFn.of("Reader", "getOrder")
+_MULTICALL = GmxFn.of("ExchangeRouter", "multicall")
+_SEND_WNT = GmxFn.of("ExchangeRouter", "sendWnt")
+_SEND_TOKENS = GmxFn.of("ExchangeRouter", "sendTokens")
+_CREATE_ORDER = GmxFn.of("ExchangeRouter", "createOrder")
+_CANCEL_ORDER = GmxFn.of("ExchangeRouter", "cancelOrder")
+_BALANCE_OF = GmxFn.of("ERC20", "balanceOf")
+_ALLOWANCE = GmxFn.of("ERC20", "allowance")
+_APPROVE = GmxFn.of("ERC20", "approve")
+_DECIMALS = GmxFn.of("ERC20", "decimals")
+_SYMBOL = GmxFn.of("ERC20", "symbol")
+_LATEST_ROUND = GmxFn.of("AggregatorV3Interface", "latestRoundData", shipped=True)
+_ETH_BALANCE = GmxFn.of("Multicall3", "getEthBalance", shipped=True)
+_BLOCK_TIME = GmxFn.of("Multicall3", "getCurrentBlockTimestamp", shipped=True)
+_BLOCK_NUMBER = GmxFn.of("Multicall3", "getBlockNumber", shipped=True)
+
+_EVENT_LOG_DATA = next(
+    _abi_type(i)
+    for e in gmx_abi("EventEmitter")
+    if e.get("name") == "EventLog2"
+    for i in e["inputs"]
+    if i["name"] == "eventData"
+)
+EVENT_LOG1_TOPIC = keccak(f"EventLog1(address,string,string,bytes32,{_EVENT_LOG_DATA})".encode())
+EVENT_LOG2_TOPIC = keccak(
+    f"EventLog2(address,string,string,bytes32,bytes32,{_EVENT_LOG_DATA})".encode()
+)
+
+
+# --- deployments -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GmxDeployment:
+    """The GMX v2 contracts of one chain; every address can be overridden (`with_overrides`)."""
+
+    chain_id: int
+    data_store: str
+    reader: str
+    exchange_router: str
+    router: str
+    order_vault: str
+    role_store: str
+    referral_storage: str
+    event_emitter: str
+    multicall: str = MULTICALL3_ADDRESS
+    api_url: str | None = None
+
+    def with_overrides(self, **addresses: str | int | None) -> GmxDeployment:
+        """A copy with some fields replaced; unknown names are an error naming them."""
+        unknown = set(addresses) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"gmx deployment: unknown field(s) {sorted(unknown)}")
+        return replace(self, **addresses)  # type: ignore[arg-type]
+
+
+ARBITRUM = GmxDeployment(
+    chain_id=42161,
+    data_store="0xFD70de6b91282D8017aA4E741e9Ae325CAb992d8",
+    reader="0x470fbC46bcC0f16532691Df360A07d8Bf5ee0789",
+    exchange_router="0x1C3fa76e6E1088bCE750f23a5BFcffa1efEF6A41",
+    router="0x7452c558d45f8afC8c83dAe62C3f8A5BE19c71f6",
+    order_vault="0x31eF83a530Fde1B38EE9A18093A333D8Bbbc40D5",
+    role_store="0x3c3d99FD298f679DBC2CEcd132b4eC4d0F5e6e72",
+    referral_storage="0xe6fab3F0c7199b0d34d7FbE83394fc0e0D06e99d",
+    event_emitter="0xC8ee91A54287DB53897056e12D9819156D3822Fb",
+    api_url="https://arbitrum-api.gmxinfra.io",
+)
+AVALANCHE = GmxDeployment(
+    chain_id=43114,
+    data_store="0x2F0b22339414ADeD7D5F06f9D604c7fF5b2fe3f6",
+    reader="0x62Cb8740E6986B29dC671B2EB596676f60590A5B",
+    exchange_router="0x8f550E53DFe96C055D5Bdb267c21F268fCAF63B2",
+    router="0x820F5FfC5b525cD4d88Cd91aCf2c28F16530Cc68",
+    order_vault="0xD3D60D22d415aD43b7e64b510D86A30f19B1B12C",
+    role_store="0xA44F830B6a2B6fa76657a3B92C1fe74fcB7C6AfD",
+    referral_storage="0x827ED045002eCdAbEb6e2b0d1604cf5fC3d322F8",
+    event_emitter="0xDb17B211c34240B014ab6d61d4A31FA0C0e20c26",
+    api_url="https://avalanche-api.gmxinfra.io",
+)
+PRESETS: Mapping[str, GmxDeployment] = {"arbitrum": ARBITRUM, "avalanche": AVALANCHE}
+
+
+# --- prices ----------------------------------------------------------------------------------
+
+
+class PriceUnavailableError(VenueError):
+    """No price source could price a token."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrice:
+    """GMX's Price.Props: USD (1e30) per smallest token unit, the low and the high end."""
+
+    min: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min <= self.max:
+            raise ValueError(f"price: need 0 < min <= max, got {self.min}, {self.max}")
+
+    @property
+    def mid(self) -> int:
+        return (self.min + self.max) // 2
+
+
+class PriceSource(Protocol):
+    """Where prices come from: `prices(tokens, block)` prices every token or raises
+    PriceUnavailableError naming the ones it could not price."""
+
+    name: str
+
+    async def prices(self, tokens: Sequence[str], *, block: int) -> dict[str, TokenPrice]: ...
+
+
+class ChainlinkPriceSource:
+    """On-chain prices: the Chainlink-compatible feed GMX's DataStore names for each token
+    (PRICE_FEED), scaled by PRICE_FEED_MULTIPLIER as ChainlinkPriceFeedUtils does
+    (answer * multiplier / 1e30); min = max. Read at the pinned block."""
+
+    name = "chainlink"
+
+    def __init__(self, multicall: Multicall, data_store: str, *, stable: Mapping[str, int] = {}):
+        self._multicall = multicall
+        self._data_store = data_store
+        self._stable = dict(stable)  # token -> fixed price (1e30 per unit), e.g. for tests
+        self._feeds: dict[str, tuple[str, int]] = {}
+
+    async def prices(self, tokens: Sequence[str], *, block: int) -> dict[str, TokenPrice]:
+        ds = self._data_store
+        unknown = [t for t in tokens if t not in self._feeds and t not in self._stable]
+        if unknown:
+            calls: list[Call] = []
+            for t in unknown:
+                calls.append(Call(ds, _GET_ADDRESS.encode(data_key("PRICE_FEED", ("address", t)))))
+                calls.append(
+                    Call(ds, _GET_UINT.encode(data_key("PRICE_FEED_MULTIPLIER", ("address", t))))
+                )
+            results = await self._multicall.aggregate(calls, block=block)
+            for i, t in enumerate(unknown):
+                feed_r, mult_r = results[2 * i], results[2 * i + 1]
+                if not (feed_r.success and mult_r.success):
+                    continue
+                feed = to_checksum_address(_GET_ADDRESS.decode(feed_r.data)[0])
+                mult = int(_GET_UINT.decode(mult_r.data)[0])
+                if feed != ZERO_ADDRESS and mult > 0:
+                    self._feeds[t] = (feed, mult)
+        out = {t: TokenPrice(p, p) for t, p in self._stable.items() if t in tokens}
+        feeds = [t for t in tokens if t in self._feeds and t not in out]
+        rounds = await self._multicall.aggregate(
+            [Call(self._feeds[t][0], _LATEST_ROUND.encode()) for t in feeds], block=block
+        )
+        for t, r in zip(feeds, rounds, strict=True):
+            if not r.success:
+                continue
+            answer = int(_LATEST_ROUND.decode(r.data)[1])
+            price = answer * self._feeds[t][1] // FLOAT_PRECISION
+            if price > 0:
+                out[t] = TokenPrice(price, price)
+        missing = [t for t in tokens if t not in out]
+        if missing:
+            raise PriceUnavailableError(f"chainlink: no usable price feed for {missing}")
+        return out
+
+
+class GmxApiPriceSource:
+    """GMX's public price API (`{api_url}/prices/tickers`: minPrice and maxPrice per token,
+    already in GMX units) over aiohttp. The API serves the latest prices: `block` is ignored."""
+
+    name = "gmx-api"
+
+    def __init__(self, api_url: str, *, timeout: float = 5.0) -> None:
+        self.url = api_url.rstrip("/") + "/prices/tickers"
+        self.timeout = timeout
+
+    async def prices(self, tokens: Sequence[str], *, block: int) -> dict[str, TokenPrice]:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as s,
+                s.get(self.url) as answer,
+            ):
+                answer.raise_for_status()
+                tickers = await answer.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise PriceUnavailableError(f"gmx-api: {self.url} failed: {exc}") from None
+        return self.parse(tickers, tokens)
+
+    @staticmethod
+    def parse(tickers: Any, tokens: Sequence[str]) -> dict[str, TokenPrice]:
+        """The tickers answer -> prices of `tokens` (PriceUnavailableError for missing ones)."""
+        if not isinstance(tickers, list):
+            raise PriceUnavailableError("gmx-api: the tickers answer is not a list")
+        by_address: dict[str, TokenPrice] = {}
+        for entry in tickers:
+            try:
+                address = str(entry["tokenAddress"]).lower()
+                by_address[address] = TokenPrice(int(entry["minPrice"]), int(entry["maxPrice"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        out = {t: by_address[t.lower()] for t in tokens if t.lower() in by_address}
+        missing = [t for t in tokens if t not in out]
+        if missing:
+            raise PriceUnavailableError(f"gmx-api: no price for {missing}")
+        return out
+
+
+class FallbackPriceSource:
+    """The first source's prices, with the tokens it could not price asked of the next."""
+
+    def __init__(self, *sources: PriceSource) -> None:
+        if not sources:
+            raise ValueError("FallbackPriceSource needs at least one source")
+        self.sources = sources
+        self.name = "+".join(s.name for s in sources)
+
+    async def prices(self, tokens: Sequence[str], *, block: int) -> dict[str, TokenPrice]:
+        out: dict[str, TokenPrice] = {}
+        errors: list[str] = []
+        for source in self.sources:
+            wanted = [t for t in tokens if t not in out]
+            if not wanted:
+                break
+            try:
+                out.update(await source.prices(wanted, block=block))
+            except PriceUnavailableError as exc:
+                errors.append(str(exc))
+                for t in wanted:  # a source may price some tokens one by one
+                    try:
+                        out.update(await source.prices([t], block=block))
+                    except PriceUnavailableError:
+                        continue
+        missing = [t for t in tokens if t not in out]
+        if missing:
+            raise PriceUnavailableError(f"no source priced {missing}: " + "; ".join(errors))
+        return out
+
+
+# --- raw shapes and pure mapping -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTokens:
+    """Reader.getMarket: a market's tokens, with their decimals and symbols."""
+
+    market: str
+    index: Token
+    long: Token
+    short: Token
+
+    def token(self, address: str) -> Token:
+        for t in (self.long, self.short, self.index):
+            if t.address == address:
+                return t
+        raise VenueError(f"market {self.market}: {address} is not one of its tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class RawPosition:
+    """Position.Props as Reader returns it (raw GMX units)."""
+
+    key: str
+    account: str
+    market: str
+    collateral_token: str
+    size_in_usd: int
+    size_in_tokens: int
+    collateral_amount: int
+    pending_impact_amount: int
+    is_long: bool
+    increased_at_time: int
+
+    @classmethod
+    def decode(cls, props: Sequence[Any]) -> RawPosition:
+        (account, market, collateral), numbers, (is_long,) = props
+        account, market, collateral = (
+            to_checksum_address(account),
+            to_checksum_address(market),
+            to_checksum_address(collateral),
+        )
+        return cls(
+            key="0x" + position_key(account, market, collateral, bool(is_long)).hex(),
+            account=account,
+            market=market,
+            collateral_token=collateral,
+            size_in_usd=int(numbers[0]),
+            size_in_tokens=int(numbers[1]),
+            collateral_amount=int(numbers[2]),
+            pending_impact_amount=int(numbers[3]),
+            is_long=bool(is_long),
+            increased_at_time=int(numbers[8]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RawPositionInfo:
+    """What the adapter uses of Reader.getPositionInfo (closing the whole position)."""
+
+    position: RawPosition
+    collateral_price_min: int
+    total_cost_amount: int
+    position_fee_amount: int
+    borrowing_fee_usd: int
+    funding_fee_amount: int
+    price_impact_usd: int
+    total_impact_usd: int
+    base_pnl_usd: int
+
+    @classmethod
+    def decode(cls, data: bytes) -> RawPositionInfo:
+        ((_key, position, fees, execution, base_pnl, _uncapped, _after),) = _POSITION_INFO.decode(
+            data
+        )
+        funding, borrowing, collateral_price = fees[2], fees[3], fees[6]
+        return cls(
+            position=RawPosition.decode(position),
+            collateral_price_min=int(collateral_price[0]),
+            total_cost_amount=int(fees[15]),
+            position_fee_amount=int(fees[13]),
+            borrowing_fee_usd=int(borrowing[0]),
+            funding_fee_amount=int(funding[0]),
+            price_impact_usd=int(execution[0]),
+            total_impact_usd=int(execution[4]),
+            base_pnl_usd=int(base_pnl),
+        )
+
+    @property
+    def collateral_usd(self) -> int:
+        return self.position.collateral_amount * self.collateral_price_min
+
+    @property
+    def total_cost_usd(self) -> int:
+        return self.total_cost_amount * self.collateral_price_min
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """The DataStore values behind one market's liquidation test and pool state (raw)."""
+
+    min_collateral_factor: int
+    min_collateral_factor_for_liquidation: int
+    max_impact_factor_for_liquidations: int
+    position_fee_factor: int
+    pool_long: int
+    pool_short: int
+    open_interest_in_tokens_long: int
+    open_interest_in_tokens_short: int
+    open_interest_long: int
+    open_interest_short: int
+    funding_factor_per_second: int
+
+    @property
+    def maintenance_factor(self) -> int:
+        return max(self.min_collateral_factor, self.min_collateral_factor_for_liquidation)
+
+    @classmethod
+    def from_values(cls, values: Sequence[int], funding: int) -> MarketParams:
+        oi_tokens = values[6:10]
+        oi_usd = values[10:14]
+        return cls(
+            min_collateral_factor=values[0],
+            min_collateral_factor_for_liquidation=values[1],
+            max_impact_factor_for_liquidations=values[2],
+            position_fee_factor=values[3],
+            pool_long=values[4],
+            pool_short=values[5],
+            open_interest_in_tokens_long=oi_tokens[0] + oi_tokens[1],
+            open_interest_in_tokens_short=oi_tokens[2] + oi_tokens[3],
+            open_interest_long=oi_usd[0] + oi_usd[1],
+            open_interest_short=oi_usd[2] + oi_usd[3],
+            funding_factor_per_second=funding,
+        )
+
+
+def funding_rates(params: MarketParams) -> tuple[Decimal, Decimal]:
+    """Per-second funding for (longs, shorts), positive: pays. GMX: the side named by the sign
+    of the saved funding factor pays it on its size; the other side shares that amount."""
+    rate = factor(abs(params.funding_factor_per_second))
+    longs_pay = params.funding_factor_per_second > 0
+    payer, receiver = (
+        (params.open_interest_long, params.open_interest_short)
+        if longs_pay
+        else (params.open_interest_short, params.open_interest_long)
+    )
+    earned = Decimal(0) if receiver == 0 else -CONTEXT.divide(rate * payer, Decimal(receiver))
+    return (rate, earned) if longs_pay else (earned, rate)
+
+
+def map_market(
+    tokens: MarketTokens,
+    index_price: TokenPrice,
+    params: MarketParams,
+    min_collateral_usd: int,
+    *,
+    venue: str = NAME,
+) -> Market:
+    """A GMX market as a model Market (see the module's docstring)."""
+    long_rate, short_rate = funding_rates(params)
+    return Market(
+        venue=venue,
+        market_id=tokens.market,
+        index_token=tokens.index,
+        usd_decimals=USD_DECIMALS,
+        mark_price=Price.gmx(index_price.mid, tokens.index.decimals),
+        maintenance_rate=factor(params.maintenance_factor),
+        basis=Basis.ENTRY,
+        strictness=Strictness.LE,
+        min_collateral_usd=Usd(min_collateral_usd, USD_DECIMALS),
+        close_fee_rate=Decimal(0),
+        liquidation_fee_rate=Decimal(0),
+        funding_rate_long=long_rate,
+        funding_rate_short=short_rate,
+        close_quote=CloseQuote(fee_rate=factor(params.position_fee_factor), impact_rate=Decimal(0)),
+    )
+
+
+def entry_price(size_in_usd: int, size_in_tokens: int, token_decimals: int, is_long: bool) -> Price:
+    """sizeInUsd / sizeInTokens with 18 extra digits, rounded up for a long, down for a short
+    (a higher entry lowers a long's pnl and raises its entry-basis requirement)."""
+    scaled = size_in_usd * 10**ENTRY_EXTRA_DIGITS
+    raw = -(-scaled // size_in_tokens) if is_long else scaled // size_in_tokens
+    return Price(raw, 30 - token_decimals + ENTRY_EXTRA_DIGITS)
+
+
+def map_position(
+    info: RawPositionInfo,
+    tokens: MarketTokens,
+    market: Market,
+    params: MarketParams,
+    *,
+    venue: str = NAME,
+) -> Position:
+    """A GMX position as a model Position whose equity is GMX's remaining collateral."""
+    raw = info.position
+    index = tokens.index
+    collateral_token = tokens.token(raw.collateral_token)
+    entry = entry_price(raw.size_in_usd, raw.size_in_tokens, index.decimals, raw.is_long)
+    q = Decimal(raw.size_in_tokens).scaleb(-index.decimals, CONTEXT)
+    move = CONTEXT.subtract(market.mark_price.value, entry.value)
+    model_pnl = CONTEXT.multiply(q, move if raw.is_long else -move)
+    impact = capped_price_impact(
+        info.total_impact_usd, raw.size_in_usd, params.max_impact_factor_for_liquidations
+    )
+    gmx_side = info.base_pnl_usd + impact - info.total_cost_usd  # what GMX adds to collateral
+    fees_value = CONTEXT.subtract(model_pnl, Decimal(gmx_side).scaleb(-30, CONTEXT))
+    return Position(
+        venue=venue,
+        key=raw.key,
+        account=raw.account,
+        market_id=raw.market,
+        side=Side.LONG if raw.is_long else Side.SHORT,
+        size=TokenAmount(raw.size_in_tokens, index.decimals),
+        entry_price=entry,
+        collateral_token=collateral_token,
+        collateral=TokenAmount(raw.collateral_amount, collateral_token.decimals),
+        collateral_price=Price.gmx(info.collateral_price_min, collateral_token.decimals),
+        collateral_usd=Usd(info.collateral_usd, USD_DECIMALS),
+        fees=Usd.from_value_ceil(fees_value, USD_DECIMALS),
+    )
+
+
+# --- order calldata --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOrder:
+    """IBaseOrderUtils.CreateOrderParams, the fields the adapter sets (the rest are zero)."""
+
+    receiver: str
+    cancellation_receiver: str
+    market: str
+    initial_collateral_token: str
+    order_type: OrderType
+    is_long: bool
+    size_delta_usd: int = 0
+    initial_collateral_delta_amount: int = 0
+    acceptable_price: int = 0
+    execution_fee: int = 0
+    min_output_amount: int = 0
+    should_unwrap_native_token: bool = False
+    auto_cancel: bool = False
+    referral_code: bytes = bytes(32)
+    data_list: tuple[bytes, ...] = ()
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        addresses: tuple[Any, ...] = (
+            self.receiver,
+            self.cancellation_receiver,
+            ZERO_ADDRESS,  # callbackContract
+            ZERO_ADDRESS,  # uiFeeReceiver
+            self.market,
+            self.initial_collateral_token,
+            [],  # swapPath
+        )
+        numbers = (
+            self.size_delta_usd,
+            self.initial_collateral_delta_amount,
+            0,  # triggerPrice
+            self.acceptable_price,
+            self.execution_fee,
+            0,  # callbackGasLimit
+            self.min_output_amount,
+            0,  # validFromTime
+        )
+        return (
+            addresses,
+            numbers,
+            int(self.order_type),
+            0,  # decreasePositionSwapType: NoSwap
+            self.is_long,
+            self.should_unwrap_native_token,
+            self.auto_cancel,
+            self.referral_code,
+            list(self.data_list),
+        )
+
+
+def encode_create_order(order: CreateOrder) -> bytes:
+    """ExchangeRouter.createOrder calldata."""
+    return _CREATE_ORDER.encode(order.as_tuple())
+
+
+def decode_create_order(data: bytes) -> CreateOrder:
+    """ExchangeRouter.createOrder calldata back to a CreateOrder."""
+    ((addresses, numbers, order_type, _swap, is_long, unwrap, auto, referral, data_list),) = (
+        _CREATE_ORDER.decode_input(data)
+    )
+    return CreateOrder(
+        receiver=to_checksum_address(addresses[0]),
+        cancellation_receiver=to_checksum_address(addresses[1]),
+        market=to_checksum_address(addresses[4]),
+        initial_collateral_token=to_checksum_address(addresses[5]),
+        order_type=OrderType(order_type),
+        is_long=bool(is_long),
+        size_delta_usd=int(numbers[0]),
+        initial_collateral_delta_amount=int(numbers[1]),
+        acceptable_price=int(numbers[3]),
+        execution_fee=int(numbers[4]),
+        min_output_amount=int(numbers[6]),
+        should_unwrap_native_token=bool(unwrap),
+        auto_cancel=bool(auto),
+        referral_code=bytes(referral),
+        data_list=tuple(bytes(d) for d in data_list),
+    )
+
+
+def order_key_of(logs: Sequence[Any], event_emitter: str) -> bytes | None:
+    """The order key of the OrderCreated EventLog2 among a receipt's logs (LogEntry), if any."""
+    emitter = event_emitter.lower()
+    for entry in logs:
+        topics = entry.topics
+        if (
+            entry.address.lower() == emitter
+            and len(topics) >= 3
+            and topics[0] == EVENT_LOG2_TOPIC
+            and topics[1] == EVENT_ORDER_CREATED
+        ):
+            return bytes(topics[2])
+    return None
+
+
+def event_strings(data: bytes, log2: bool = True) -> dict[str, str]:
+    """The stringItems of an EventLog1/EventLog2's data (e.g. OrderCancelled's "reason")."""
+    try:
+        _sender, _name, event = abi_decode(["address", "string", _EVENT_LOG_DATA], data)
+    except (DecodingError, ValueError) as exc:
+        raise VenueDecodeError(f"EventLog{2 if log2 else 1}: data does not decode: {exc}") from None
+    items = event[6][0]
+    return {str(k): str(v) for k, v in items}
+
+
+# --- the adapter -----------------------------------------------------------------------------
+
+
+def _checksum(address: str, what: str) -> str:
+    try:
+        if not address.startswith("0x") or len(bytes.fromhex(address[2:])) != 20:
+            raise ValueError
+        return to_checksum_address(address)
+    except ValueError:
+        raise VenueError(f"{what}: not an address: {address!r}") from None
+
+
+def _ok(result: CallResult, what: str) -> bytes:
+    if not result.success:
+        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
+    return result.data
+
+
+def _uint(result: CallResult, what: str) -> int:
+    return int(_GET_UINT.decode(_ok(result, what))[0])
+
+
+@dataclass(slots=True)
+class _Cache:
+    markets: dict[str, MarketTokens] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
+
+
+class GmxVenue:
+    """GMX v2 behind the Venue protocol; make one with `connect()`."""
+
+    execution = Execution.DELAYED
+
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        deployment: GmxDeployment,
+        *,
+        wnt: str,
+        prices: PriceSource | str | None = None,
+        name: str = NAME,
+        wallet_token: str | None = None,
+        slippage: Decimal = Decimal("0.01"),
+        fee_margin: Decimal = Decimal("1.2"),
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_positions: int = DEFAULT_MAX_POSITIONS,
+        multicall_code_override: bool = False,
+        send_blocked: str | None = None,
+    ) -> None:
+        if not Decimal(0) <= slippage < Decimal(1):
+            raise ValueError(f"gmx slippage must be in [0, 1), got {slippage}")
+        if fee_margin < 1:
+            raise ValueError(f"gmx fee_margin must be >= 1, got {fee_margin}")
+        self.rpc = rpc
+        self.deployment = deployment
+        self.name = name
+        self.wnt = wnt
+        self.slippage = slippage
+        self.fee_margin = fee_margin
+        self.chunk_size = chunk_size
+        self.max_positions = max_positions
+        self.wallet_token = wallet_token or wnt
+        self.send_blocked = send_blocked
+        self._reads = Reads(rpc)
+        self._meta = Multicall(
+            rpc,
+            address=deployment.multicall,
+            chunk_size=1_000_000,
+            code_override=multicall_code_override,
+        )
+        self._batches = Multicall(
+            rpc,
+            address=deployment.multicall,
+            chunk_size=chunk_size,
+            code_override=multicall_code_override,
+        )
+        self.prices = (
+            prices if prices is not None and not isinstance(prices, str) else self._source(prices)
+        )
+        self._cache = _Cache()
+
+    def _source(self, spec: str | None) -> PriceSource:
+        """A price source from a spec: "chainlink" (default), "api", or a comma-separated
+        fallback order such as "chainlink,api"."""
+        sources: list[PriceSource] = []
+        for name in (spec or "chainlink").split(","):
+            name = name.strip()
+            if name == "chainlink":
+                sources.append(ChainlinkPriceSource(self._meta, self.deployment.data_store))
+            elif name == "api":
+                if not self.deployment.api_url:
+                    raise VenueError("gmx prices: 'api' needs the deployment's api_url")
+                sources.append(GmxApiPriceSource(self.deployment.api_url))
+            else:
+                raise VenueError(f"gmx prices: unknown source {name!r} (chainlink, api)")
+        return sources[0] if len(sources) == 1 else FallbackPriceSource(*sources)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        rpc: JsonRpc,
+        deployment: GmxDeployment | str,
+        *,
+        overrides: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> GmxVenue:
+        """Check the deployment and read its wrapped native token (WNT).
+
+        `deployment` is a GmxDeployment or a preset name ("arbitrum", "avalanche");
+        `overrides` replaces addresses of it. The chain id must match. When the
+        ExchangeRouter does not hold ROUTER_PLUGIN in the RoleStore (stale addresses), the venue
+        still reads but refuses to build transactions, saying so. See __init__ for `options`.
+        """
+        if isinstance(deployment, str):
+            try:
+                deployment = PRESETS[deployment]
+            except KeyError:
+                raise VenueError(
+                    f"gmx: unknown deployment {deployment!r} (presets: {sorted(PRESETS)})"
+                ) from None
+        if overrides:
+            deployment = deployment.with_overrides(**overrides)
+        checked = {
+            f: _checksum(getattr(deployment, f), f"gmx {f}")
+            for f in (
+                "data_store",
+                "reader",
+                "exchange_router",
+                "router",
+                "order_vault",
+                "role_store",
+                "referral_storage",
+                "event_emitter",
+                "multicall",
+            )
+        }
+        deployment = replace(deployment, **checked)  # type: ignore[arg-type]
+        reads = Reads(rpc)
+        chain_id = await reads.chain_id()
+        if chain_id != deployment.chain_id:
+            raise VenueError(
+                f"gmx: the RPC is chain {chain_id}, the deployment is for chain "
+                f"{deployment.chain_id}"
+            )
+        for f in ("data_store", "reader", "exchange_router", "role_store"):
+            if not await reads.get_code(checked[f]):
+                raise VenueError(f"gmx: no contract at the {f} address {checked[f]}")
+        code_override = bool(options.get("multicall_code_override", False))
+        meta = Multicall(rpc, address=deployment.multicall, code_override=code_override)
+        first = await meta.aggregate(
+            [
+                Call(deployment.data_store, _GET_ADDRESS.encode(WNT)),
+                Call(
+                    deployment.role_store,
+                    _HAS_ROLE.encode(deployment.exchange_router, ROUTER_PLUGIN),
+                ),
+            ],
+            block="latest",
+        )
+        wnt = to_checksum_address(
+            _GET_ADDRESS.decode(_ok(first[0], "DataStore.getAddress(WNT)"))[0]
+        )
+        plugin = bool(_HAS_ROLE.decode(_ok(first[1], "RoleStore.hasRole"))[0])
+        blocked = None
+        if not plugin:
+            blocked = (
+                f"gmx: the ExchangeRouter {deployment.exchange_router} does not hold the "
+                f"ROUTER_PLUGIN role in RoleStore {deployment.role_store}: the address is stale "
+                "(GMX redeploys its routers); set the current one in the config"
+            )
+            log.error("%s", blocked)
+        options.setdefault("send_blocked", blocked)
+        return cls(rpc, deployment, wnt=wnt, **options)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
+        """The watched accounts' GMX positions at `block` (default latest)."""
+        accounts = [_checksum(a, "account") for a in watch.accounts]
+        if len(set(accounts)) != len(accounts):
+            raise VenueError("watch: an account is listed twice")
+        wallet = _checksum(watch.wallet, "wallet") if watch.wallet else None
+        trips = self._meta.round_trips + self._batches.round_trips
+        extra = 0
+        if block is None:
+            number = await self._reads.block_number()
+            extra = 1
+        elif block < 0:
+            raise VenueError(f"block must not be negative, got {block}")
+        else:
+            number = block
+        d = self.deployment
+        mc = d.multicall
+        calls = [
+            Call(mc, _BLOCK_NUMBER.encode()),
+            Call(mc, _BLOCK_TIME.encode()),
+            Call(d.data_store, _GET_UINT.encode(MIN_COLLATERAL_USD)),
+        ]
+        if wallet is not None:
+            calls.append(Call(self.wallet_token, _BALANCE_OF.encode(wallet)))
+            calls.append(Call(mc, _ETH_BALANCE.encode(wallet)))
+        for account in accounts:
+            calls.append(
+                Call(
+                    d.reader,
+                    _ACCOUNT_POSITIONS.encode(d.data_store, account, 0, self.max_positions),
+                )
+            )
+        meta = await self._meta.aggregate(calls, block=number)
+        if int(_BLOCK_NUMBER.decode(_ok(meta[0], "getBlockNumber"))[0]) != number:
+            raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
+        block_time = int(_BLOCK_TIME.decode(_ok(meta[1], "getCurrentBlockTimestamp"))[0])
+        min_collateral_usd = _uint(meta[2], "DataStore MIN_COLLATERAL_USD")
+        at = 3
+        wallet_token = await self._token(self.wallet_token, number)
+        if wallet is not None:
+            balance = int(_BALANCE_OF.decode(_ok(meta[3], "wallet balanceOf"))[0])
+            native = int(_ETH_BALANCE.decode(_ok(meta[4], "wallet getEthBalance"))[0])
+            wallet_state = Wallet(
+                wallet, wallet_token, wallet_token.amount(balance), TokenAmount(native, 18)
+            )
+            at = 5
+        else:
+            wallet_state = Wallet(
+                ZERO_ADDRESS, wallet_token, wallet_token.amount(0), TokenAmount(0, 18)
+            )
+        raw_positions: list[RawPosition] = []
+        for account, result in zip(accounts, meta[at:], strict=True):
+            (props,) = _ACCOUNT_POSITIONS.decode(_ok(result, f"getAccountPositions({account})"))
+            for p in props:
+                pos = RawPosition.decode(p)
+                if pos.size_in_usd > 0 and pos.size_in_tokens > 0:
+                    raw_positions.append(pos)
+        market_ids = sorted({p.market for p in raw_positions})
+        await self._learn_markets(market_ids, number)
+        params = await self._market_params(market_ids, number)
+        issues: list[ReadIssue] = []
+        token_list = sorted(
+            {
+                t.address
+                for m in market_ids
+                for t in (
+                    self._cache.markets[m].index,
+                    self._cache.markets[m].long,
+                    self._cache.markets[m].short,
+                )
+            }
+        )
+        prices: dict[str, TokenPrice] = {}
+        if token_list:
+            try:
+                prices = await self.prices.prices(token_list, block=number)
+            except PriceUnavailableError as exc:
+                issues.append(ReadIssue("price_source", self.prices.name, str(exc)))
+                for t in token_list:
+                    try:
+                        prices.update(await self.prices.prices([t], block=number))
+                    except PriceUnavailableError:
+                        continue
+        markets: dict[str, Market] = {}
+        for m in market_ids:
+            tokens = self._cache.markets[m]
+            if not all(t.address in prices for t in (tokens.index, tokens.long, tokens.short)):
+                issues.append(
+                    ReadIssue(
+                        "price_invalid",
+                        m,
+                        f"market {m} ({tokens.index.symbol}): a token has no price; its "
+                        "positions are left out",
+                    )
+                )
+                continue
+            markets[m] = map_market(
+                tokens, prices[tokens.index.address], params[m], min_collateral_usd, venue=self.name
+            )
+        priced = [p for p in raw_positions if p.market in markets]
+        infos = await self._position_infos(priced, prices, number)
+        positions = []
+        for info in infos:
+            m = info.position.market
+            positions.append(
+                map_position(info, self._cache.markets[m], markets[m], params[m], venue=self.name)
+            )
+        pool = self._pool(market_ids, markets, params, prices)
+        snapshot = Snapshot(
+            block_number=number,
+            block_time=block_time,
+            wallet=wallet_state,
+            markets=tuple(markets.values()),
+            positions=tuple(positions),
+        )
+        trips = self._meta.round_trips + self._batches.round_trips - trips + extra
+        return VenueRead(snapshot, pool, tuple(issues), round_trips=trips)
+
+    async def snapshot(self, watch: Watch, *, block: int | None = None) -> Snapshot:
+        return (await self.read(watch, block=block)).snapshot
+
+    async def _token(self, address: str, block: int | str) -> Token:
+        found = self._cache.tokens.get(address)
+        if found is None:
+            await self._learn_tokens([address], block)
+            found = self._cache.tokens[address]
+        return found
+
+    async def _learn_tokens(self, addresses: Sequence[str], block: int | str) -> None:
+        new = [a for a in dict.fromkeys(addresses) if a not in self._cache.tokens]
+        if not new:
+            return
+        calls = []
+        for a in new:
+            calls += [Call(a, _DECIMALS.encode()), Call(a, _SYMBOL.encode())]
+        results = await self._meta.aggregate(calls, block=block)
+        for i, a in enumerate(new):
+            dec_r, sym_r = results[2 * i], results[2 * i + 1]
+            if dec_r.success and len(dec_r.data) == 32:
+                decimals = int(_DECIMALS.decode(dec_r.data)[0])
+                symbol = str(_SYMBOL.decode(sym_r.data)[0]) if sym_r.success else a[:8]
+            else:
+                # synthetic index tokens have no contract: GMX records their decimals nowhere
+                # on chain the adapter reads, so they are taken as 18 (override: register_token)
+                decimals, symbol = 18, a[:8]
+            self._cache.tokens[a] = Token(a, symbol, decimals)
+
+    def register_token(self, token: Token) -> None:
+        """Declare a token's decimals and symbol (synthetic index tokens have no contract)."""
+        self._cache.tokens[_checksum(token.address, "token")] = token
+
+    async def _learn_markets(self, market_ids: Sequence[str], block: int | str) -> None:
+        new = [m for m in market_ids if m not in self._cache.markets]
+        if not new:
+            return
+        d = self.deployment
+        results = await self._meta.aggregate(
+            [Call(d.reader, _GET_MARKET.encode(d.data_store, m)) for m in new], block=block
+        )
+        raw: dict[str, tuple[str, str, str]] = {}
+        for m, r in zip(new, results, strict=True):
+            (props,) = _GET_MARKET.decode(_ok(r, f"Reader.getMarket({m})"))
+            raw[m] = (
+                to_checksum_address(props[1]),
+                to_checksum_address(props[2]),
+                to_checksum_address(props[3]),
+            )
+        await self._learn_tokens([t for triple in raw.values() for t in triple], block)
+        tokens = self._cache.tokens
+        for m, (index, long_token, short_token) in raw.items():
+            self._cache.markets[m] = MarketTokens(
+                m, tokens[index], tokens[long_token], tokens[short_token]
+            )
+
+    async def _market_params(
+        self, market_ids: Sequence[str], block: int
+    ) -> dict[str, MarketParams]:
+        if not market_ids:
+            return {}
+        ds = self.deployment.data_store
+        calls: list[Call] = []
+        sizes: list[int] = []
+        for m in market_ids:
+            t = self._cache.markets[m]
+            keys = market_keys(m, t.long.address, t.short.address)
+            sizes.append(len(keys))
+            calls += [Call(ds, _GET_UINT.encode(k)) for k in keys]
+            calls.append(Call(ds, _GET_INT.encode(funding_key(m))))
+        results = await self._meta.aggregate(calls, block=block)
+        out: dict[str, MarketParams] = {}
+        at = 0
+        for m, n in zip(market_ids, sizes, strict=True):
+            values = [_uint(r, f"DataStore value of market {m}") for r in results[at : at + n]]
+            funding = int(_GET_INT.decode(_ok(results[at + n], f"funding of {m}"))[0])
+            out[m] = MarketParams.from_values(values, funding)
+            at += n + 1
+        return out
+
+    async def _position_infos(
+        self, positions: Sequence[RawPosition], prices: Mapping[str, TokenPrice], block: int
+    ) -> list[RawPositionInfo]:
+        d = self.deployment
+        calls = []
+        for p in positions:
+            t = self._cache.markets[p.market]
+            market_prices = tuple(
+                (prices[x.address].min, prices[x.address].max) for x in (t.index, t.long, t.short)
+            )
+            calls.append(
+                Call(
+                    d.reader,
+                    _POSITION_INFO.encode(
+                        d.data_store,
+                        d.referral_storage,
+                        bytes.fromhex(p.key[2:]),
+                        market_prices,
+                        0,
+                        ZERO_ADDRESS,
+                        True,
+                    ),
+                )
+            )
+        results = await self._batches.aggregate(calls, block=block) if calls else []
+        return [
+            RawPositionInfo.decode(_ok(r, f"Reader.getPositionInfo({p.key})"))
+            for p, r in zip(positions, results, strict=True)
+        ]
+
+    def _pool(
+        self,
+        market_ids: Sequence[str],
+        markets: Mapping[str, Market],
+        params: Mapping[str, MarketParams],
+        prices: Mapping[str, TokenPrice],
+    ) -> PoolState | None:
+        if not markets:
+            return None
+        liquidity = 0
+        reserved = 0
+        oi: list[OpenInterest] = []
+        for m in market_ids:
+            if m not in markets:
+                continue
+            t, p = self._cache.markets[m], params[m]
+            liquidity += p.pool_long * prices[t.long.address].min
+            liquidity += p.pool_short * prices[t.short.address].min
+            reserved += p.open_interest_long + p.open_interest_short
+            oi.append(
+                OpenInterest(
+                    market_id=m,
+                    long=TokenAmount(p.open_interest_in_tokens_long, t.index.decimals),
+                    short=TokenAmount(p.open_interest_in_tokens_short, t.index.decimals),
+                    funding_rate=factor(p.funding_factor_per_second),
+                )
+            )
+        return PoolState(
+            liquidity=Usd(liquidity, USD_DECIMALS),
+            reserved=Usd(reserved, USD_DECIMALS),
+            shares=None,
+            open_interest=tuple(oi),
+        )
+
+    # -- fees -----------------------------------------------------------------------------------
+
+    async def gas_params(self, block: int | str = "latest") -> GasParams:
+        """The DataStore's execution-fee estimation values."""
+        ds = self.deployment.data_store
+        keys = [
+            ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1,
+            ESTIMATED_GAS_FEE_PER_ORACLE_PRICE,
+            ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR,
+            INCREASE_ORDER_GAS_LIMIT,
+            DECREASE_ORDER_GAS_LIMIT,
+            SINGLE_SWAP_GAS_LIMIT,
+        ]
+        results = await self._meta.aggregate(
+            [Call(ds, _GET_UINT.encode(k)) for k in keys], block=block
+        )
+        v = [_uint(r, "DataStore execution-fee key") for r in results]
+        return GasParams(*v)
+
+    async def gas_price(self) -> int:
+        raw = await self._reads.request("eth_gasPrice", [])
+        if not isinstance(raw, str):
+            raise VenueError(f"eth_gasPrice: not a quantity: {raw!r}")
+        return int(raw, 16)
+
+    async def estimate_execution_fee(
+        self, order_type: OrderType, gas_price: int | None = None
+    ) -> int:
+        """The execution fee to send now for `order_type` (gas price: the node's, or given)."""
+        price = await self.gas_price() if gas_price is None else gas_price
+        return execution_fee(await self.gas_params(), order_type, price, margin=self.fee_margin)
+
+    async def reprice(self, data: bytes, value: int, max_fee_per_gas: int) -> tuple[bytes, int]:
+        """A multicall of ours with its execution fee recomputed for `max_fee_per_gas` (never
+        lowered): the new calldata and value. Anything else is returned unchanged."""
+        if data[:4] != _MULTICALL.selector:
+            return data, value
+        (inner,) = _MULTICALL.decode_input(data)
+        inner = [bytes(x) for x in inner]
+        create_at = next((i for i, x in enumerate(inner) if x[:4] == _CREATE_ORDER.selector), None)
+        if create_at is None:
+            return data, value
+        order = decode_create_order(inner[create_at])
+        fee = execution_fee(
+            await self.gas_params(), order.order_type, max_fee_per_gas, margin=self.fee_margin
+        )
+        if fee <= order.execution_fee:
+            return data, value
+        extra = fee - order.execution_fee
+        for i, x in enumerate(inner):
+            if x[:4] == _SEND_WNT.selector:
+                receiver, amount = _SEND_WNT.decode_input(x)
+                inner[i] = _SEND_WNT.encode(receiver, int(amount) + extra)
+                break
+        else:
+            raise VenueError("reprice: the multicall has no sendWnt to raise the fee in")
+        inner[create_at] = encode_create_order(replace(order, execution_fee=fee))
+        return _MULTICALL.encode(inner), value + extra
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
+        """The transactions for `action` (see the module's docstring). GMX orders act for their
+        sender: the keeper can act only on its own positions."""
+        sender = _checksum(sender, "sender")
+        if action.venue != self.name:
+            raise VenueError(f"{action.kind}: action is for venue {action.venue}, not {self.name}")
+        if isinstance(action, Alert):
+            return TxPlan(action, sender, (), execution=Execution.DELAYED)
+        if self.send_blocked:
+            raise VenueError(self.send_blocked)
+        if isinstance(action, Withdraw):
+            raise VenueError(f"withdraw {action.key}: not supported on GMX by this keeper")
+        if action.account.lower() != sender.lower():
+            raise VenueError(
+                f"{action.kind} {action.key}: GMX orders act for their sender; {sender} cannot "
+                f"act on a position of {action.account}"
+            )
+        if isinstance(action, TopUp) and action.scope is not Scope.POSITION:
+            raise VenueError(f"top_up {action.key}: GMX has no cross accounts")
+        try:
+            position = snapshot.position(self.name, action.key)
+        except KeyError:
+            raise VenueError(f"{action.kind}: no position {action.key} in the snapshot") from None
+        market = snapshot.market_of(position)
+        d = self.deployment
+        raw = await self._current(position)
+        gas = await self.gas_params()
+        gas_price = await self.gas_price()
+        is_long = raw.is_long
+        if isinstance(action, TopUp):
+            token = raw.collateral_token
+            if action.token.address.lower() != token.lower():
+                raise VenueError(
+                    f"top_up {action.key}: token {action.token.address} is not the position's "
+                    f"collateral {token}"
+                )
+            amount = action.amount.raw
+            if amount <= 0 or action.amount.decimals != position.collateral.decimals:
+                raise VenueError(f"top_up {action.key}: amount must be positive, in {token}")
+            fee = execution_fee(gas, OrderType.MARKET_INCREASE, gas_price, margin=self.fee_margin)
+            order = CreateOrder(
+                receiver=sender,
+                cancellation_receiver=sender,
+                market=raw.market,
+                initial_collateral_token=token,
+                order_type=OrderType.MARKET_INCREASE,
+                is_long=is_long,
+                initial_collateral_delta_amount=amount,
+                acceptable_price=MAX_UINT256 if is_long else 0,
+                execution_fee=fee,
+            )
+            native = token == self.wnt
+            inner = [_SEND_WNT.encode(d.order_vault, fee + amount if native else fee)]
+            if not native:
+                inner.append(_SEND_TOKENS.encode(token, d.order_vault, amount))
+            inner.append(encode_create_order(order))
+            step = TxRequest(
+                d.exchange_router,
+                _MULTICALL.encode(inner),
+                value=fee + amount if native else fee,
+                description=(
+                    f"GMX MarketIncrease (top-up) {position.collateral_token.symbol} "
+                    f"{action.amount} on {self._label(position)}, execution fee {fee} wei"
+                ),
+            )
+            steps: list[TxRequest] = [step]
+            approvals = 0
+            if not native:
+                (allowed,) = _ALLOWANCE.decode(
+                    await self._reads.eth_call(token, _ALLOWANCE.encode(sender, d.router))
+                )
+                if int(allowed) < amount:
+                    steps.insert(
+                        0,
+                        TxRequest(
+                            token,
+                            _APPROVE.encode(d.router, amount),
+                            description=f"approve GMX Router {d.router} to take {action.amount}",
+                        ),
+                    )
+                    approvals = 1
+            return TxPlan(
+                action, sender, tuple(steps), approvals=approvals, execution=Execution.DELAYED
+            )
+        size_delta = raw.size_in_usd
+        text = "close"
+        if isinstance(action, Reduce):
+            delta = action.size_delta
+            if delta.decimals != position.size.decimals or not 0 < delta.raw < raw.size_in_tokens:
+                raise VenueError(
+                    f"reduce {action.key}: size_delta {delta} must be positive and less than "
+                    f"the position's size {position.size} (use Close)"
+                )
+            size_delta = raw.size_in_usd * delta.raw // raw.size_in_tokens
+            text = f"reduce by {delta}"
+            if await self._becomes_close(raw, size_delta):
+                size_delta, text = raw.size_in_usd, f"reduce by {delta} (GMX will close it all)"
+        else:
+            assert isinstance(action, Close)
+        fee = execution_fee(gas, OrderType.MARKET_DECREASE, gas_price, margin=self.fee_margin)
+        acceptable = self._acceptable_decrease_price(market.mark_price.raw, is_long)
+        order = CreateOrder(
+            receiver=sender,
+            cancellation_receiver=sender,
+            market=raw.market,
+            initial_collateral_token=raw.collateral_token,
+            order_type=OrderType.MARKET_DECREASE,
+            is_long=is_long,
+            size_delta_usd=size_delta,
+            acceptable_price=acceptable,
+            execution_fee=fee,
+            should_unwrap_native_token=raw.collateral_token == self.wnt,
+        )
+        inner = [_SEND_WNT.encode(d.order_vault, fee), encode_create_order(order)]
+        step = TxRequest(
+            d.exchange_router,
+            _MULTICALL.encode(inner),
+            value=fee,
+            description=(
+                f"GMX MarketDecrease ({text}) {self._label(position)}, acceptable price "
+                f"{acceptable}, execution fee {fee} wei"
+            ),
+        )
+        return TxPlan(action, sender, (step,), execution=Execution.DELAYED)
+
+    def _acceptable_decrease_price(self, mark: int, is_long: bool) -> int:
+        """A long sells: at least mark * (1 - slippage); a short buys: at most mark * (1 + s)."""
+        scale = 10**18
+        s = int(self.slippage.scaleb(18, CONTEXT))
+        if is_long:
+            return mark * (scale - s) // scale
+        return -(-mark * (scale + s) // scale)
+
+    async def _becomes_close(self, raw: RawPosition, size_delta: int) -> bool:
+        """GMX closes the whole position when what a decrease leaves is under
+        MIN_POSITION_SIZE_USD (DecreasePositionUtils; the collateral variant of that rule
+        depends on execution prices and is left to GMX)."""
+        results = await self._meta.aggregate(
+            [Call(self.deployment.data_store, _GET_UINT.encode(MIN_POSITION_SIZE_USD))],
+            block="latest",
+        )
+        min_size = _uint(results[0], "DataStore MIN_POSITION_SIZE_USD")
+        return raw.size_in_usd - size_delta < min_size
+
+    async def _current(self, position: Position) -> RawPosition:
+        d = self.deployment
+        data = await self._reads.eth_call(
+            d.reader, _GET_POSITION.encode(d.data_store, bytes.fromhex(position.key[2:]))
+        )
+        (props,) = _GET_POSITION.decode(data)
+        raw = RawPosition.decode(props)
+        if raw.size_in_usd == 0 or raw.key.lower() != position.key.lower():
+            raise VenueError(f"position {position.key} is gone (closed or liquidated)")
+        return raw
+
+    def _label(self, position: Position) -> str:
+        return f"{position.side.value} {position.market_id} {position.key}"
+
+    # -- following orders -----------------------------------------------------------------------
+
+    def order_key(self, mined: Sequence[MinedTx]) -> bytes | None:
+        """The key of the order the plan created (from its OrderCreated event), if mined."""
+        for tx in reversed(mined):
+            key = order_key_of(tx.logs, self.deployment.event_emitter)
+            if key is not None:
+                return key
+        return None
+
+    async def action_state(self, plan: TxPlan, mined: Sequence[MinedTx]) -> ActionState:
+        """PENDING until every step is mined; then the order's fate: AWAITING_EXECUTION while
+        it is in the DataStore's ORDER_LIST, DONE on OrderExecuted, CANCELLED on OrderCancelled
+        (EXPIRED when it was the user's cancel of an order past REQUEST_EXPIRATION_TIME)."""
+        if any(not tx.success for tx in mined):
+            return ActionState.FAILED
+        if len(mined) < len(plan.steps):
+            return ActionState.PENDING
+        if not plan.steps:
+            return ActionState.DONE
+        key = self.order_key(mined)
+        if key is None:
+            raise VenueError(f"{plan.action.kind} {plan.action.key}: no OrderCreated event mined")
+        outcome = await self._order_outcome(key, mined[-1].block_number)
+        if outcome is not None:
+            return outcome
+        (listed,) = _CONTAINS.decode(
+            await self._reads.eth_call(
+                self.deployment.data_store, _CONTAINS.encode(ORDER_LIST, key)
+            )
+        )
+        if listed:
+            return ActionState.AWAITING_EXECUTION
+        return ActionState.CANCELLED  # gone without an event we could find: reconsider it
+
+    async def _order_outcome(self, key: bytes, from_block: int) -> ActionState | None:
+        topics = [
+            "0x" + EVENT_LOG2_TOPIC.hex(),
+            ["0x" + EVENT_ORDER_EXECUTED.hex(), "0x" + EVENT_ORDER_CANCELLED.hex()],
+            "0x" + key.hex(),
+        ]
+        logs = await self._reads.request(
+            "eth_getLogs",
+            [
+                {
+                    "address": self.deployment.event_emitter,
+                    "fromBlock": hex(from_block),
+                    "toBlock": "latest",
+                    "topics": topics,
+                }
+            ],
+        )
+        if not isinstance(logs, list):
+            raise VenueDecodeError(f"eth_getLogs: not a list: {logs!r:.80}")
+        for entry in logs:
+            name = bytes.fromhex(str(entry["topics"][1])[2:])
+            if name == EVENT_ORDER_EXECUTED:
+                return ActionState.DONE
+            reason = event_strings(bytes.fromhex(str(entry["data"])[2:])).get("reason", "")
+            if reason == USER_INITIATED_CANCEL:
+                return ActionState.EXPIRED
+            return ActionState.CANCELLED
+        return None
+
+    async def open_orders(self, account: str) -> list[tuple[bytes, CreateOrder, int]]:
+        """Reader.getAccountOrders: the account's pending orders (key, params, updatedAtTime)."""
+        d = self.deployment
+        (infos,) = _ACCOUNT_ORDERS.decode(
+            await self._reads.eth_call(
+                d.reader,
+                _ACCOUNT_ORDERS.encode(d.data_store, _checksum(account, "account"), 0, 1000),
+            )
+        )
+        out = []
+        for key, order in infos:
+            addresses, numbers, flags, _data = order
+            out.append(
+                (
+                    bytes(key),
+                    CreateOrder(
+                        receiver=to_checksum_address(addresses[1]),
+                        cancellation_receiver=to_checksum_address(addresses[2]),
+                        market=to_checksum_address(addresses[5]),
+                        initial_collateral_token=to_checksum_address(addresses[6]),
+                        order_type=OrderType(numbers[0]),
+                        is_long=bool(flags[0]),
+                        size_delta_usd=int(numbers[2]),
+                        initial_collateral_delta_amount=int(numbers[3]),
+                        acceptable_price=int(numbers[5]),
+                        execution_fee=int(numbers[6]),
+                        auto_cancel=bool(flags[3]),
+                    ),
+                    int(numbers[9]),
+                )
+            )
+        return out
+
+    async def cancel_if_expired(self, plan: TxPlan, mined: Sequence[MinedTx]) -> TxRequest | None:
+        """The cancelOrder for the plan's order when it is still pending past GMX's
+        REQUEST_EXPIRATION_TIME (GMX refuses a user's cancel of a market order before), else
+        None. Once mined, action_state says EXPIRED."""
+        key = self.order_key(mined)
+        if key is None:
+            return None
+        d = self.deployment
+        results = await self._meta.aggregate(
+            [
+                Call(d.data_store, _CONTAINS.encode(ORDER_LIST, key)),
+                Call(d.data_store, _GET_UINT.encode(REQUEST_EXPIRATION_TIME)),
+                Call(d.reader, _GET_ORDER.encode(d.data_store, key)),
+                Call(d.multicall, _BLOCK_TIME.encode()),
+            ],
+            block="latest",
+        )
+        if not _CONTAINS.decode(_ok(results[0], "ORDER_LIST contains"))[0]:
+            return None
+        expiration = _uint(results[1], "REQUEST_EXPIRATION_TIME")
+        (order,) = _GET_ORDER.decode(_ok(results[2], "Reader.getOrder"))
+        updated_at = int(order[1][9])
+        now = int(_BLOCK_TIME.decode(_ok(results[3], "block time"))[0])
+        if now < updated_at + expiration:
+            return None
+        return TxRequest(
+            d.exchange_router,
+            _CANCEL_ORDER.encode(key),
+            description=f"cancel GMX order 0x{key.hex()} unexecuted past {expiration} s",
+        )
+
+    def decode_error(self, data: bytes) -> RevertReason:
+        """GMX revert data, decoded (custom errors of ExchangeRouter and the GMX Errors we
+        ship, ERC-20 errors)."""
+        return decode_revert(data, [gmx_abi("ExchangeRouter"), shipped_abi("TestUSDC")])
+
+    def decode_rpc_error(self, exc: RpcError) -> RevertReason | None:
+        if not isinstance(exc, RpcResponseError):
+            return None
+        data = revert_data(exc)
+        return None if data is None else self.decode_error(data)
+
+
+def gmx_rebuild(venue: GmxVenue, journal: Any) -> Callable[[Any, Any], Awaitable[Any]]:
+    """A `rebuild` hook for TxManager.resolve: the replacement carries an execution fee priced
+    at the replacement's max fee per gas, so InsufficientExecutionFee cannot happen."""
+
+    async def rebuild(intent: Any, fees: Any) -> ManagerRequest:
+        last = journal.transactions(intent.id)[-1]
+        data, value = await venue.reprice(bytes(last.data), int(last.value), int(fees.max_fee))
+        return ManagerRequest(intent.id, last.to, data, value)
+
+    return rebuild
