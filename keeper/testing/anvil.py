@@ -16,12 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
+
+from keeper.chain.jsonrpc import endpoint_label
 
 INSTALL_HINT = (
     "anvil (Foundry 1.7.1) was not found. Run scripts/bootstrap in the perp-keeper checkout, "
     "or `npm install @foundry-rs/anvil@1.7.1` and put its bin/ on PATH, "
     "or set KEEPER_ANVIL to the anvil binary."
 )
+
+# Where scripts/bootstrap installs anvil in a checkout.
+LOCAL_ANVIL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "anvil"
 
 # Anvil's default mnemonic accounts: public test keys, known to everyone; devnet use only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -36,12 +42,12 @@ def find_anvil() -> str:
     explicit = os.environ.get("KEEPER_ANVIL")
     if explicit:
         if not os.access(explicit, os.X_OK):
-            raise AnvilError(f"KEEPER_ANVIL={explicit!r} is not an executable file")
+            raise AnvilError(f"KEEPER_ANVIL={explicit!r} is not an executable file. {INSTALL_HINT}")
         return explicit
     on_path = shutil.which("anvil")
     if on_path:
         return on_path
-    local = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "anvil"
+    local = LOCAL_ANVIL
     if local.exists() and os.access(local, os.X_OK):
         return str(local)
     raise AnvilError(INSTALL_HINT)
@@ -70,6 +76,59 @@ def rpc_request(url: str, method: str, params: Sequence[Any] = (), timeout: floa
     if "error" in answer:
         raise AnvilError(f"{method} to {url}: {answer['error']}")
     return answer.get("result")
+
+
+def check_fork(url: str, block: int | None, timeout: float = 10.0) -> int:
+    """Checks that the fork URL answers, and that `block` is not beyond its head.
+
+    Returns the remote head. Errors name the endpoint by `endpoint_label` only: provider URLs
+    carry API keys in their paths and queries.
+    """
+    label = endpoint_label(url)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            answer = json.loads(resp.read())
+        head = int(answer["result"], 16)
+    except urllib.error.HTTPError as exc:
+        raise AnvilError(
+            f"the fork URL {label} does not answer: HTTP {exc.code} {exc.reason}"
+        ) from None
+    except urllib.error.URLError as exc:
+        raise AnvilError(f"the fork URL {label} does not answer: {exc.reason}") from None
+    except TimeoutError:
+        raise AnvilError(f"the fork URL {label} does not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise AnvilError(f"the fork URL {label} does not answer: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise AnvilError(
+            f"the fork URL {label} does not answer eth_blockNumber as a JSON-RPC node does"
+        ) from None
+    if block is not None and block > head:
+        raise AnvilError(
+            f"fork block {block} is beyond the head of {label}: its latest block is {head}"
+        )
+    if block is not None and block < 0:
+        raise AnvilError(f"fork block {block} is negative")
+    return head
+
+
+def redact(text: str, url: str | None) -> str:
+    """`text` with `url` and its secret parts (path, query, user info) replaced by its label."""
+    if not url:
+        return text
+    text = text.replace(url, endpoint_label(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    for secret in (parts.path.strip("/"), parts.query, parts.username, parts.password):
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "…")
+    return text
 
 
 class Anvil:
@@ -137,6 +196,8 @@ class Anvil:
         if self._proc is not None:
             return self
         cmd = self.command()
+        if self.fork_url and self.fork_url.startswith(("http://", "https://")):
+            check_fork(self.fork_url, self.fork_block, timeout=min(self.startup_timeout, 15.0))
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the node)
         self._stdout = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -175,7 +236,7 @@ class Anvil:
             stream.seek(0)
             data = stream.read().decode(errors="replace")
             parts.append(data[-tail:] if tail else data)
-        return "\n".join(p for p in parts if p.strip())
+        return redact("\n".join(p for p in parts if p.strip()), self.fork_url)
 
     def check_alive(self) -> None:
         """Raise AnvilError with anvil's output if the process has died."""

@@ -10,9 +10,11 @@ moves time, so a test reads as what happens on the exchange.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 from eth_account import Account
@@ -24,7 +26,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxParams, TxReceipt
 
 from keeper.abis import abi, bytecode
-from keeper.testing.anvil import DEV_MNEMONIC
+from keeper.testing.anvil import DEV_MNEMONIC, free_port
+from keeper.testing.helpers import feed_round
 
 USDC_DECIMALS = 6
 SIZE_DECIMALS = 18
@@ -107,6 +110,9 @@ DEFAULT_MARKETS: tuple[MarketSpec, ...] = (
         impact_factor=Decimal("0.001"),
     ),
 )
+
+# The environment variable a devnet keeper config reads its (public, dev-only) key from.
+KEY_ENV = "KEEPER_PRIVATE_KEY"
 
 # Roles by index of Anvil's default mnemonic.
 OWNER_INDEX = 0  # deploys, owns the exchange, is every feed's oracle
@@ -276,6 +282,11 @@ class Devnet:
     def w3(self) -> Web3:
         return self.chain.w3
 
+    @property
+    def url(self) -> str:
+        """The node's JSON-RPC URL."""
+        return self.chain.url
+
     def account(self, role: str) -> LocalAccount:
         index = {
             "owner": OWNER_INDEX,
@@ -311,6 +322,87 @@ class Devnet:
                 f"no market {symbol!r}; markets: {sorted(self.deployment.market_ids)}"
             ) from None
 
+    # -- keeper config -------------------------------------------------------------------------
+
+    def keeper_settings(self, **overrides: Any) -> dict[str, Any]:
+        """The keeper's settings for this deployment, as the TOML tree `keeper_config` writes.
+
+        Like examples/devnet.toml: this node's RPC URL and addresses, the trader and the cross
+        trader watched, the key from $KEEPER_PRIVATE_KEY (see `keeper_env`), thresholds per
+        market from its maintenance margin, a budget in USDC, metrics on a free port.
+        `overrides` are merged per section: `keeper={"dry_run": True}` changes one key, a
+        non-table value replaces the section, None removes a key or section.
+        """
+        d = self.deployment
+        settings: dict[str, Any] = {
+            "keeper": {
+                "mode": "active",
+                "dry_run": False,
+                "journal": "keeper-journal.sqlite",
+                "halt_file": "HALT",
+            },
+            "chain": {
+                "chain_id": d.chain_id,
+                "rpc": [self.url],
+                "confirmations": 0,
+                "max_fee_gwei": "50",
+                "max_priority_fee_gwei": "1",
+                "poll_interval_s": "0.1",
+                "multicall": d.multicall,
+            },
+            "venue": {"kind": "reference", "exchange": d.exchange, "lens": d.lens},
+            "accounts": {"watch": [d.trader, d.cross_trader]},
+            "signer": {"source": "env", "key_env": KEY_ENV},
+            "thresholds": {
+                "metric": "ratio",
+                "top_up_below": "0.05",
+                "top_up_to": "0.08",
+                "reduce_below": "0.04",
+                "close_below": "0.03",
+                "cooldown_blocks": 2,
+                "hysteresis": "0.005",
+                "markets": self._market_thresholds(),
+            },
+            "budget": {
+                "token_decimals": USDC_DECIMALS,
+                "max_top_up_per_position": "5000",
+                "max_spend_per_day": "20000",
+                "reserve": "1000",
+            },
+            "metrics": {"listen": f"127.0.0.1:{free_port()}", "max_block_age_s": 86_400},
+        }
+        return _merge(settings, overrides)
+
+    def _market_thresholds(self) -> dict[str, dict[str, str]]:
+        """Thresholds for markets whose maintenance margin is not the default 2.5%."""
+        out: dict[str, dict[str, str]] = {}
+        for spec in self.markets:
+            m = spec.maintenance_margin_rate
+            if m == Decimal("0.025"):
+                continue
+            out[f"reference:{self.market_id(spec.symbol)}"] = {
+                "top_up_below": str(m + Decimal("0.02")),
+                "top_up_to": str(m + Decimal("0.05")),
+                "reduce_below": str(m + Decimal("0.01")),
+                "close_below": str(m + Decimal("0.005")),
+            }
+        return out
+
+    def keeper_config(self, path: str | Path, **overrides: Any) -> Path:
+        """Writes a keeper config file (TOML) for this deployment; returns its path.
+
+        The journal and halt file are next to it. See `keeper_settings` for the contents and
+        `overrides`; `keeper_env` for the environment `keeper run` needs with it.
+        """
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(to_toml(self.keeper_settings(**overrides)))
+        return file
+
+    def keeper_env(self, role: str = "trader") -> dict[str, str]:
+        """The environment the config's signer reads: $KEEPER_PRIVATE_KEY, `role`'s dev key."""
+        return {KEY_ENV: "0x" + bytes(self.account(role).key).hex()}
+
     # -- moves ---------------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal | str | int) -> TxReceipt:
@@ -321,8 +413,9 @@ class Devnet:
         )
 
     def price(self, symbol: str) -> Decimal:
-        raw = self.feed(symbol).functions.latestRoundData().call()[1]
-        return Decimal(raw) / Decimal(10**FEED_DECIMALS)
+        """The market's feed answer in USD (latestRoundData)."""
+        answer = feed_round(self.url, self.deployment.feeds[symbol]).answer
+        return Decimal(answer) / Decimal(10**FEED_DECIMALS)
 
     def fund(self, address: str, usdc: Decimal | int | str) -> None:
         """Mints USDC to `address`."""
@@ -399,6 +492,62 @@ class Devnet:
             self.account("liquidator"),
             self.exchange.functions.liquidateCross(Web3.to_checksum_address(account)),
         )
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str | Decimal | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise TypeError(f"{where}: cannot write {type(value).__name__} {value!r} to the config")
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """`data` as TOML: strings, whole numbers, booleans, lists, tables (no floats: the keeper's
+    config wants decimals as strings)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for key, value in data.items():
+        name = f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key)
+        if isinstance(value, Mapping):
+            tables.append((name, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            arrays.append((name, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value, name)}")
+    text = "".join(f"{line}\n" for line in lines)
+    for name, table in tables:
+        only_tables = table and all(isinstance(v, Mapping) for v in table.values())
+        header = "" if only_tables else f"\n[{name}]\n"
+        text += header + to_toml(table, name).lstrip("\n") if header else to_toml(table, name)
+    for name, items in arrays:
+        for item in items:
+            text += f"\n[[{name}]]\n" + to_toml(item, name).lstrip("\n")
+    return text if prefix else text.lstrip("\n")
 
 
 def deploy(

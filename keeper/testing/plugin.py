@@ -8,17 +8,29 @@ Nothing happens unless a test asks for a fixture:
 - `devnet_session`: the reference exchange deployed once per session on `anvil` (markets,
   pool liquidity from an LP, USDC and allowances for an isolated and a cross trader).
 - `devnet`: the same deployment, reverted after each test to its state before the test.
+- `chain`: the helpers of keeper/testing/helpers.py bound to the session's node (impersonate,
+  ETH and ERC-20 balances, price feeds, mining and time), the chain reverted after the test
+  and impersonations and the mining mode undone.
+- `keeper_config`: a keeper config file for `devnet` in the test's tmp_path.
+- `keeper_process`: starts `keeper run` as a child process (`KeeperProcess`); every one
+  started is killed after the test.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from keeper.testing.anvil import Anvil, AnvilError
 from keeper.testing.devnet import Devnet, deploy
+from keeper.testing.helpers import Chain
+
+if TYPE_CHECKING:
+    from keeper.testing.process import KeeperProcess
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,10 +68,13 @@ def anvil(request: pytest.FixtureRequest) -> Iterator[Anvil]:
     """A running Anvil node for the whole session, stopped at the end even on failure."""
     url, block = fork_settings(request.config)
     node = Anvil(fork_url=url, fork_block=block)
+    problem = None
     try:
         node.start()
     except AnvilError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     try:
         yield node
     finally:
@@ -94,3 +109,74 @@ def devnet(devnet_session: Devnet, anvil: Anvil) -> Iterator[Devnet]:
         anvil.check_alive()
         if not anvil.rpc("evm_revert", snap):
             raise AnvilError(f"evm_revert({snap}) failed: the chain was not restored")
+
+
+@pytest.fixture
+def chain(anvil_snapshot: Anvil) -> Iterator[Chain]:
+    """Chain helpers on the session's node; the chain is reverted after the test, and
+    impersonations and the mining mode are put back as they were."""
+    helpers = Chain(anvil_snapshot)
+    try:
+        yield helpers
+    finally:
+        anvil_snapshot.check_alive()
+        helpers.restore()
+
+
+@pytest.fixture
+def keeper_config(devnet: Devnet, tmp_path: Path) -> Path:
+    """A keeper config for `devnet` at tmp_path/keeper.toml (journal and halt file beside it);
+    the signer's key is in `devnet.keeper_env()`."""
+    return devnet.keeper_config(tmp_path / "keeper.toml")
+
+
+KeeperProcessFactory = Callable[..., "KeeperProcess"]
+
+
+@pytest.fixture
+def keeper_process(request: pytest.FixtureRequest) -> Iterator[KeeperProcessFactory]:
+    """Starts `keeper run`: `keeper_process(config=None, env=None, args=(...), start=True)`.
+
+    Without `config`, it runs the `keeper_config` fixture's file with `devnet.keeper_env()`.
+    Each process is killed after the test; when the test fails, the report shows its output.
+    """
+    # imported here: the plugin loads in every pytest session, the keeper's config only when used
+    from keeper.testing.process import KeeperProcess  # noqa: PLC0415
+
+    started: list[KeeperProcess] = []
+    request.node.keeper_processes = started
+
+    def make(
+        config: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        args: Sequence[str] = ("--log-level", "DEBUG"),
+        start: bool = True,
+    ) -> KeeperProcess:
+        environ: dict[str, str] = {}
+        if config is None:
+            config = request.getfixturevalue("keeper_config")
+            devnet: Devnet = request.getfixturevalue("devnet")
+            environ.update(devnet.keeper_env())
+        environ.update(env or {})
+        process = KeeperProcess(config, environ, args=args)
+        started.append(process)
+        return process.start() if start else process
+
+    yield make
+    for process in started:
+        process.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Adds the output of the test's keeper processes to the report of a failed test."""
+    report = yield
+    processes: list[Any] = getattr(item, "keeper_processes", [])
+    if report.failed and report.when == "call":
+        for process in processes:
+            if process.pid is not None:
+                report.sections.append(
+                    (f"keeper run (pid {process.pid}) output", process.output()[-8000:])
+                )
+    return report

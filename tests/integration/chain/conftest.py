@@ -9,6 +9,7 @@ import pytest
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.multicall3_code import MULTICALL3_RUNTIME
 from keeper.testing.anvil import Anvil, free_port
+from keeper.testing.helpers import Chain
 from tests.integration.chain.chain_proxy import FaultyProxy
 from tests.integration.chain.support import REVERTER, REVERTER_CODE, ProxyFactory
 
@@ -35,8 +36,8 @@ def dead_url() -> str:
 
 
 @pytest.fixture
-def multicall3(anvil_snapshot: Anvil) -> Anvil:
+def multicall3(anvil_snapshot: Anvil, chain: Chain) -> Anvil:
     """The session's Anvil with the canonical Multicall3 and a reverting contract on it."""
-    anvil_snapshot.rpc("anvil_setCode", MULTICALL3_ADDRESS, "0x" + MULTICALL3_RUNTIME.hex())
-    anvil_snapshot.rpc("anvil_setCode", REVERTER, REVERTER_CODE)
+    chain.set_code(MULTICALL3_ADDRESS, "0x" + MULTICALL3_RUNTIME.hex())
+    chain.set_code(REVERTER, REVERTER_CODE)
     return anvil_snapshot

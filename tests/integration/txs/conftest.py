@@ -19,6 +19,7 @@ from keeper.chain.rpc import FailoverRpc
 from keeper.journal import Journal
 from keeper.signer import Signer
 from keeper.testing.anvil import Anvil
+from keeper.testing.helpers import Chain
 from keeper.txs import FeePolicy, TxConfig, TxManager
 
 GWEI = 10**9
@@ -48,19 +49,17 @@ def tx_config(**overrides: Any) -> TxConfig:
 
 
 @pytest.fixture
-def node(anvil_snapshot: Anvil) -> Iterator[Anvil]:
-    """The session's Anvil, automine restored to on and the chain reverted after the test."""
-    try:
-        yield anvil_snapshot
-    finally:
-        anvil_snapshot.rpc("evm_setAutomine", True)
+def node(anvil_snapshot: Anvil, chain: Chain) -> Anvil:
+    """The session's Anvil; the plugin's `chain` fixture reverts it and puts automine back on
+    after the test."""
+    return anvil_snapshot
 
 
 @pytest.fixture
-def wallet(node: Anvil) -> Wallet:
+def wallet(node: Anvil, chain: Chain) -> Wallet:
     key = "0x" + os.urandom(32).hex()
     address = Account.from_key(key).address
-    node.rpc("anvil_setBalance", address, hex(100 * 10**18))
+    chain.set_balance(address, 100 * 10**18)
     return Wallet(key, address)
 
 
