@@ -1,6 +1,7 @@
 """The `keeper` command: `calc` (the margin calculator), `positions` (read from the chain),
 `run` (the keeper), `history` (the journal), `top-up | reduce | close | withdraw` (manual
-actions through the keeper's journal), and `config check`.
+actions through the keeper's journal), `config check`, `keystore create`, and `devnet` and
+`demo` (a local chain to try it on; the keeper through a price crash, with and without it).
 
 `main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
 with a message naming the flag).
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -140,6 +144,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
     _common(cross)
     _positions_parser(commands)
     _operator_parsers(commands)
+    _demo_parsers(commands)
     return parser, calc, cross
 
 
@@ -992,6 +997,144 @@ def _config_command(args: argparse.Namespace) -> int:
 
 
 _OPERATOR_COMMANDS["config"] = _config_command
+
+
+# -- demo, devnet, keystore ---------------------------------------------------------------------
+
+
+def _demo_parsers(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="watch the keeper protect positions through a price crash (local devnet)",
+        description="Starts a local devnet (Anvil), opens leveraged positions, drives a sharp "
+        "price move block by block while the keeper protects them, then replays the same path "
+        "without the keeper; prints a running table, a summary and the path of a PNG chart.",
+    )
+    demo.add_argument("--out", metavar="DIR", help="where the chart goes (default: a temp dir)")
+    demo.add_argument("--no-chart", action="store_true", help="do not draw the chart")
+    demo.add_argument("--seed", type=int, help="add seeded noise to the price path")
+    demo.add_argument("--json", action="store_true", help="print only the summary, as JSON")
+    demo.set_defaults(parser=demo)
+
+    devnet = commands.add_parser(
+        "devnet",
+        help="a local chain with the reference exchange and a ready keeper config",
+        description="Starts Anvil, deploys the reference exchange with markets and liquidity, "
+        "funds a trader, writes a keeper config for it and runs until Ctrl-C (SIGINT/SIGTERM "
+        "stop Anvil; exit 0).",
+    )
+    devnet.add_argument("--port", type=int, help="Anvil's port (default: a free one)")
+    devnet.add_argument(
+        "--config-out",
+        metavar="FILE",
+        default="keeper-devnet.toml",
+        help="where to write the keeper config (default: %(default)s)",
+    )
+    devnet.add_argument(
+        "--block-time",
+        metavar="S",
+        type=int,
+        help="mine a block every S whole seconds (default: one per transaction)",
+    )
+    devnet.add_argument(
+        "--no-position", action="store_true", help="do not open the sample ETH long"
+    )
+    devnet.set_defaults(parser=devnet)
+
+    keystore = commands.add_parser(
+        "keystore", help="encrypted key files", description="Encrypted keystore tools."
+    )
+    keystore_sub = keystore.add_subparsers(
+        dest="keystore_command", required=True, parser_class=_Parser
+    )
+    create = keystore_sub.add_parser(
+        "create",
+        help="encrypt a private key into a keystore file",
+        description="Encrypts a private key into an eth-account keystore (scrypt) readable only "
+        "by you (0600). The key is read from a hidden prompt, or from stdin when it is not a "
+        "terminal; the password from --password-env NAME, else a hidden prompt (asked twice). "
+        "Neither is ever echoed or written unencrypted.",
+    )
+    create.add_argument("--out", metavar="FILE", required=True, help="the keystore file to write")
+    create.add_argument("--password-env", metavar="NAME", help="read the password from $NAME")
+    create.add_argument("--force", action="store_true", help="overwrite an existing file")
+    create.set_defaults(parser=create)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from keeper.demo import DemoOptions, run_demo  # noqa: PLC0415 (starts web3 and Anvil helpers)
+
+    return run_demo(
+        DemoOptions(
+            out=Path(args.out) if args.out else None,
+            chart=not args.no_chart,
+            seed=args.seed,
+            as_json=args.json,
+        )
+    )
+
+
+def _devnet_command(args: argparse.Namespace) -> int:
+    from keeper.devnet_cmd import run_devnet  # noqa: PLC0415 (as above)
+
+    if args.block_time is not None and args.block_time < 1:
+        args.parser.error("--block-time: must be at least 1 (whole seconds)")
+    if args.port is not None and not 0 < args.port < 65536:
+        args.parser.error(f"--port: not a port: {args.port}")
+    return run_devnet(
+        config_out=Path(args.config_out),
+        port=args.port,
+        block_time=args.block_time,
+        open_position=not args.no_position,
+    )
+
+
+def _keystore_command(args: argparse.Namespace) -> int:
+    from keeper.signer import create_keystore  # noqa: PLC0415 (looked up late: tests lighten it)
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"keeper keystore create: {out} exists (pass --force to overwrite)", file=sys.stderr)
+        return 1
+    if not out.parent.is_dir():
+        print(f"keeper keystore create: no directory {out.parent}", file=sys.stderr)
+        return 1
+    try:
+        if sys.stdin.isatty():
+            key = getpass.getpass("Private key (hex, hidden): ")
+        else:
+            key = sys.stdin.readline()
+        key = key.strip()
+        if not key:
+            print("keeper keystore create: no key given", file=sys.stderr)
+            return 1
+        if args.password_env:
+            password = os.environ.get(args.password_env)
+            if not password:
+                print(
+                    f"keeper keystore create: the variable {args.password_env} is not set",
+                    file=sys.stderr,
+                )
+                return 1
+        else:
+            password = getpass.getpass("Keystore password: ")
+            if password != getpass.getpass("Again: "):
+                print("keeper keystore create: the passwords differ", file=sys.stderr)
+                return 1
+            if not password:
+                print("keeper keystore create: an empty password is refused", file=sys.stderr)
+                return 1
+        address = create_keystore(out, key, password)
+    except (SignerError, OSError, EOFError) as exc:
+        print(f"keeper keystore create: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} for {address}")
+    return 0
+
+
+_OPERATOR_COMMANDS["demo"] = _demo_command
+_OPERATOR_COMMANDS["devnet"] = _devnet_command
+_OPERATOR_COMMANDS["keystore"] = _keystore_command
 
 
 if __name__ == "__main__":
