@@ -21,9 +21,9 @@ USDC = 10**6
 
 @pytest.fixture
 def config(devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("KEEPER_TEST_KEY", devnet.account("trader").key.hex())
-    path, _ = write_config(devnet, tmp_path)
-    return path
+    for name, value in devnet.keeper_env().items():
+        monkeypatch.setenv(name, value)
+    return write_config(devnet, tmp_path)
 
 
 def stored(devnet: Devnet, key: bytes) -> tuple[int, int]:
