@@ -42,7 +42,7 @@ from keeper.model import (
     Snapshot,
     Token,
 )
-from keeper.runtime import StartError, open_runtime, run_keeper
+from keeper.runtime import StartError, connect_venue, open_runtime, run_keeper
 from keeper.signer import SignerError
 from keeper.units import (
     Price,
@@ -467,7 +467,7 @@ def _positions_command(args: argparse.Namespace) -> int:
         if loaded is None:
             return 2
         if loaded.venue.kind != "reference":
-            parser.error(f"--config: venue {loaded.venue.kind} is not supported here yet")
+            return _positions_of_config(loaded, args)
         args.rpc = args.rpc or list(loaded.chain.rpc)
         args.exchange = args.exchange or loaded.venue.addresses["exchange"]
         args.lens = args.lens or loaded.venue.addresses["lens"]
@@ -506,6 +506,38 @@ def _positions_command(args: argparse.Namespace) -> int:
             )
         )
     except (RpcError, VenueError) as exc:
+        print(f"keeper positions: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data))
+    else:
+        _print_positions(data)
+    return 0
+
+
+def _positions_of_config(config: Config, args: argparse.Namespace) -> int:
+    """`positions --config` for any venue the runtime can connect (GMX included)."""
+    block: int | None = None
+    if args.block is not None:
+        if not args.block.isdigit():
+            args.parser.error(f"--block: not a block number: {args.block!r}")
+        block = int(args.block)
+    accounts = tuple(args.account or config.accounts)
+
+    async def read() -> dict[str, Any]:
+        async with FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks) as rpc:
+            venue = await connect_venue(config, rpc)
+            got = await venue.read(Watch(accounts), block=block)
+        snap = got.snapshot
+
+        def symbol(market_id: str) -> str:
+            return snap.market(venue.name, market_id).index_token.symbol
+
+        return _positions_data(snap, symbol, got.issues)
+
+    try:
+        data = asyncio.run(read())
+    except (RpcError, VenueError, StartError) as exc:
         print(f"keeper positions: error: {exc}", file=sys.stderr)
         return 1
     if args.json:

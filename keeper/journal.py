@@ -547,6 +547,15 @@ class Journal:
             )
             return self._intent_row(db, intent_id)
 
+    def note(self, intent_id: int, detail: str, *, block: int | None = None) -> None:
+        """An event without a status change (e.g. the venue's order key once it is known)."""
+        now = self._clock_ms()
+        with self._write() as db:
+            intent = self._intent_row(db, intent_id)
+            self._event(
+                db, intent.id, intent.status, intent.status, block=block, detail=detail, now=now
+            )
+
     def open_intents(self, venue: str | None = None) -> list[Intent]:
         marks = ",".join("?" * len(OPEN_STATUSES))
         sql = f"SELECT * FROM intents WHERE status IN ({marks})"

@@ -22,7 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +34,7 @@ from keeper import margin
 from keeper.chain.blocks import BlockStream, NewHead
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.rpc import ChainReads
-from keeper.journal import Intent, IntentStatus, Journal
+from keeper.journal import Intent, IntentStatus, Journal, TxStatus
 from keeper.model import (
     Action,
     Alert,
@@ -49,15 +49,27 @@ from keeper.model import (
     Withdraw,
 )
 from keeper.policy import Budget, History, RecentAction, Thresholds, decide
-from keeper.txs import TxManager, TxOutcome, TxRequest
+from keeper.txs import Rebuild, TxManager, TxOutcome, TxRequest
 from keeper.units import TokenAmount
-from keeper.venues.base import Venue, VenueError, VenueRead, Watch
+from keeper.venues.base import (
+    ActionState,
+    LogEntry,
+    MinedTx,
+    TxPlan,
+    Venue,
+    VenueError,
+    VenueRead,
+    Watch,
+)
+from keeper.venues.base import TxRequest as VenueTx
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FATAL = 3
 DAY_MS = 86_400_000
+# intents that serve another one (an approval, an order's cancel), not a position
+_HOUSEKEEPING = frozenset({"approve", "cancel_order"})
 _LATEST_ROUND_DATA = keccak(b"latestRoundData()")[:4]
 
 
@@ -198,7 +210,7 @@ def history_from_journal(
                 IntentStatus.SKIPPED,
             ),
         )
-        if i.kind != "approve"
+        if i.kind not in _HOUSEKEEPING
     )
     spent = journal.spend_in_window(token, DAY_MS, now_ms=now_ms)
     return History(
@@ -278,6 +290,10 @@ class Executor:
             if not outcome.is_open:
                 return self._sent(intent, "approve", outcome)
         outcome = await self.txs.resolve(intent.id, timeout=self.approval_timeout)
+        if outcome.status is IntentStatus.AWAITING_EXECUTION:
+            # a delayed venue's intents wait for the venue; an approval is done once mined
+            self.journal.set_status(intent.id, IntentStatus.DONE, detail="approval mined")
+            outcome = replace(outcome, status=IntentStatus.DONE)
         return self._sent(intent, "approve", outcome)
 
     def _sent(self, intent: Intent, kind: str, outcome: TxOutcome) -> Sent:
@@ -314,11 +330,13 @@ class Keeper:
     settings: LoopSettings
     txs: TxManager | None = None  # None: observer mode (no key, nothing sent)
     events: Events = field(default_factory=NoEvents)
+    rebuild: Rebuild | None = None  # calldata for replacements (GMX: the execution fee)
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     halted_by_signal: bool = False
     ticks: int = 0
     last_read: VenueRead | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _noted: set[int] = field(default_factory=set)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -479,7 +497,7 @@ class Keeper:
         """Intents decided earlier, checked against this block before anything is sent."""
         obsolete: list[int] = []
         for intent in self.journal.open_intents(self.venue.name):
-            if intent.kind == "approve" or intent.status is IntentStatus.AWAITING_EXECUTION:
+            if intent.kind in _HOUSEKEEPING or intent.status is IntentStatus.AWAITING_EXECUTION:
                 continue
             if intent.status in (IntentStatus.MINED,):
                 continue  # its effect is on chain: the subject is expected to have changed
@@ -562,9 +580,98 @@ class Keeper:
             return
         for intent in self.journal.open_intents(self.venue.name):
             if intent.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
-                await self.txs.resolve(intent.id, timeout=self.settings.resolve_timeout)
-            elif intent.status is IntentStatus.DECIDED and intent.kind != "approve":
+                await self.txs.resolve(
+                    intent.id, timeout=self.settings.resolve_timeout, rebuild=self.rebuild
+                )
+            elif intent.status is IntentStatus.AWAITING_EXECUTION:
+                await self._follow_delayed(intent, snap)
+            elif intent.status is IntentStatus.DECIDED and intent.kind not in _HOUSEKEEPING:
                 await self._retry_decided(intent, snap)
+
+    async def _follow_delayed(self, intent: Intent, snap: Snapshot) -> None:
+        """A venue that executes later (GMX): done, cancelled or expired once the venue says
+        so; an order left past the venue's expiry is cancelled (its own intent)."""
+        assert self.txs is not None
+        landed = [
+            t
+            for t in self.journal.transactions(intent.id)
+            if t.status in (TxStatus.FINAL, TxStatus.MINED)
+        ]
+        if not landed:
+            return
+        tx = landed[-1]
+        receipt = await self.rpc.request("eth_getTransactionReceipt", [tx.hash])
+        if not isinstance(receipt, dict) or not receipt.get("blockNumber"):
+            return  # reorganised away: the transaction manager puts it back to sent
+        mined = [mined_tx(tx.hash, receipt)]
+        if intent.kind in _HOUSEKEEPING:
+            # approvals and cancels take effect when mined; they do not wait for the venue
+            ok = mined[0].success
+            self.journal.set_status(
+                intent.id,
+                IntentStatus.DONE if ok else IntentStatus.FAILED,
+                block=snap.block_number,
+                failure=None if ok else "reverted",
+                detail=f"{intent.kind} mined",
+            )
+            return
+        scope = intent.payload.get("scope")
+        placeholder = Alert(
+            intent.venue,
+            Scope.ACCOUNT if scope == Scope.ACCOUNT.value else Scope.POSITION,
+            intent.position_key,
+            str(intent.payload.get("account", tx.sender)),
+            Severity.INFO,
+            Reason(intent.kind, f"intent {intent.id}"),
+        )
+        plan = TxPlan(
+            action=placeholder,
+            sender=tx.sender,
+            steps=(VenueTx(tx.to, tx.data, tx.value, intent.kind),),
+            execution=self.venue.execution,
+        )
+        state = await self.venue.action_state(plan, mined)
+        order = getattr(self.venue, "order_key", None)
+        key = order(mined) if callable(order) else None
+        label = f"order 0x{key.hex()}" if isinstance(key, bytes) else "the venue's request"
+        if intent.id not in self._noted:
+            self._noted.add(intent.id)
+            self.journal.note(intent.id, f"{label} created", block=snap.block_number)
+        if state is ActionState.AWAITING_EXECUTION:
+            cancel = getattr(self.venue, "cancel_if_expired", None)
+            if callable(cancel) and self.halt_reason() is None:
+                request = await cancel(plan, mined)
+                if request is not None:
+                    await self._cancel_expired(intent, request, label, snap.block_number)
+            return
+        if state is ActionState.PENDING:
+            return
+        status = IntentStatus(state.value)
+        self.journal.set_status(
+            intent.id, status, block=snap.block_number, detail=f"{label}: {state.value}"
+        )
+        if status is not IntentStatus.DONE:
+            self.events.alert(
+                "action_failed",
+                Severity.WARNING,
+                f"{intent.kind} on {intent.position_key}: {label} {state.value}",
+                key=intent.position_key,
+            )
+
+    async def _cancel_expired(
+        self, intent: Intent, request: VenueTx, label: str, block: int
+    ) -> None:
+        assert self.txs is not None
+        cancel, new = self.journal.open_intent(
+            intent.venue,
+            f"cancel:{intent.position_key}",
+            "cancel_order",
+            {"scope": "order", "of_intent": intent.id},
+            block=block,
+            reason=f"{label} of intent {intent.id} expired unexecuted",
+        )
+        if new:
+            await self.txs.submit(TxRequest(cancel.id, request.to, request.data, request.value))
 
     async def _retry_decided(self, intent: Intent, snap: Snapshot) -> None:
         """An intent decided on an earlier block but never signed (its approval was pending,
@@ -581,6 +688,25 @@ class Keeper:
             )
             return
         await self._submit(intent, action, snap)
+
+
+def mined_tx(tx_hash: str, receipt: dict[str, Any]) -> MinedTx:
+    """A receipt (JSON-RPC) as the venue protocol's MinedTx, logs included."""
+
+    def raw(text: str) -> bytes:
+        return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+    logs = tuple(
+        LogEntry(
+            str(entry["address"]),
+            tuple(raw(t) for t in entry.get("topics", [])),
+            raw(str(entry.get("data", "0x"))),
+        )
+        for entry in receipt.get("logs", [])
+    )
+    return MinedTx(
+        tx_hash, int(str(receipt["blockNumber"]), 16), receipt.get("status") == "0x1", logs
+    )
 
 
 def _rebuild_action(intent: Intent, snap: Snapshot) -> Action | None:

@@ -23,7 +23,8 @@ from keeper.model import Severity
 from keeper.policy import MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
-from keeper.venues.base import Venue, VenueError, Watch
+from keeper.venues.base import Execution, Venue, VenueError, Watch
+from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,19 @@ async def connect_venue(config: Config, rpc: FailoverRpc) -> Venue:
             lens=v.addresses["lens"],
             multicall=config.chain.multicall,
         )
-    raise StartError(f"venue.kind = {v.kind!r}: this build has no adapter for it yet")
+    if v.kind == "gmx":
+        addresses = dict(v.addresses)
+        deployment: GmxDeployment | str
+        if v.preset is not None:
+            deployment = v.preset
+            addresses["multicall"] = config.chain.multicall
+        else:
+            deployment = GmxDeployment(
+                chain_id=config.chain.chain_id, multicall=config.chain.multicall, **addresses
+            )
+            addresses = {}
+        return await GmxVenue.connect(rpc, deployment, overrides=addresses or None)
+    raise StartError(f"venue.kind = {v.kind!r}: this build has no adapter for it")
 
 
 @dataclass
@@ -162,7 +175,12 @@ async def open_runtime(
         raise
     config.journal.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(config.journal)
-    txs = TxManager(rpc, journal, signer, tx_config(config)) if signer is not None else None
+    delayed = [venue.name] if venue.execution is Execution.DELAYED else []
+    txs = (
+        TxManager(rpc, journal, signer, tx_config(config), delayed_venues=delayed)
+        if signer is not None
+        else None
+    )
     return Runtime(config=config, rpc=rpc, venue=venue, journal=journal, signer=signer, txs=txs)
 
 
@@ -281,6 +299,11 @@ async def run_keeper(
             ),
             txs=None if dry else runtime.txs,
             events=OpsEvents(metrics, alerter, runtime.rpc),
+            rebuild=(
+                gmx_rebuild(runtime.venue, runtime.journal)
+                if isinstance(runtime.venue, GmxVenue)
+                else None
+            ),
         )
         who = runtime.signer.address if runtime.signer else "no key"
         log.info(
