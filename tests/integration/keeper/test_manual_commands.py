@@ -26,6 +26,13 @@ def config(devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return write_config(devnet, tmp_path)
 
 
+def funding_settled(devnet: Devnet, event: str) -> int:
+    """The funding settled by the latest `event` (MarginAdded/MarginRemoved) of the exchange."""
+    head = devnet.chain.block_number()
+    logs = getattr(devnet.exchange.events, event)().get_logs(from_block=head - 3, to_block=head)
+    return int(logs[-1]["args"]["fundingSettled"])
+
+
 def stored(devnet: Devnet, key: bytes) -> tuple[int, int]:
     p = devnet.exchange.functions.positions(key).call()
     return int(p.size), int(p.collateral)
@@ -38,14 +45,21 @@ def test_top_up_withdraw_reduce_close_by_hand(
     key = devnet.open_isolated(trader, "ETH", long=True, collateral=2_000, size=10)
     size, collateral = stored(devnet, key)
     hexkey = "0x" + key.hex()
+    devnet.chain.advance_time(600)  # funding accrues (longs pay: the market is all long)
 
     assert main(["top-up", hexkey, "150", "--config", str(config), "--yes"]) == 0
     out = capsys.readouterr().out
     assert "top_up on position" in out
     assert "simulated ok" in out
+    # funding accrued since the last change is settled into the collateral on every change
+    collateral -= funding_settled(devnet, "MarginAdded")
     assert stored(devnet, key) == (size, collateral + 150 * USDC)
 
+    devnet.chain.advance_time(600)
     assert main(["withdraw", "ETH:long", "50.5", "--config", str(config), "--yes"]) == 0
+    settled = funding_settled(devnet, "MarginRemoved")
+    assert settled > 0
+    collateral -= settled
     assert stored(devnet, key)[1] == collateral + 150 * USDC - 50_500_000
 
     capsys.readouterr()
