@@ -19,7 +19,9 @@ How positions are made: a fresh Anvil (block gas limit 4e9) with the reference e
 eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
 anvil_setBalance) one mint, one approve, one cross deposit, then 16 isolated and 4 cross
 opens, all sent as JSON-RPC batches of eth_sendTransaction with automine off and mined in a
-few blocks. Times are medians of 5 runs. Usage: .venv/bin/python scripts/bench_snapshot.py
+few blocks. Times are medians of 15 runs; a second table gives the mean and the slowest of
+the same runs (a full garbage collection lands in some reads and not in others, so the median
+alone can flatter a read that allocates a lot). Usage: .venv/bin/python scripts/bench_snapshot.py
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ MARKETS = 8
 ISOLATED_PER_ACCOUNT = 2 * MARKETS  # long and short in every market
 CROSS_PER_ACCOUNT = 4
 PER_ACCOUNT = ISOLATED_PER_ACCOUNT + CROSS_PER_ACCOUNT
-RUNS = 5
+RUNS = 15
 NAIVE_SAMPLE = 1_000
 GATHER_SAMPLE = 2_000
 
@@ -145,13 +147,26 @@ class Recorder:
         return await self.inner.request(method, params)
 
 
-async def median_time(fn: Callable[[], Awaitable[Any]], runs: int = RUNS) -> float:
+async def run_times(fn: Callable[[], Awaitable[Any]], runs: int = RUNS) -> list[float]:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         await fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return times
+
+
+async def run_pairs(
+    first: Callable[[], Awaitable[Any]], second: Callable[[], Awaitable[Any]], runs: int = RUNS
+) -> tuple[list[float], list[float]]:
+    """Times of `first` and `second` run alternately (so load from elsewhere hits both)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            await fn()
+            out.append(time.perf_counter() - started)
+    return times
 
 
 async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
@@ -173,12 +188,6 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
         async def one_read(w: Watch = watch, b: int = block) -> None:
             await venue.read(w, block=b)
 
-        snapshot_s = await median_time(one_read)
-        gc.collect()
-        gc.freeze()  # what a long-running keeper may do after start-up
-        frozen_s = await median_time(one_read)
-        gc.unfreeze()
-
         recorder.log.clear()
         await venue.read(watch, block=block)
         log = list(recorder.log)
@@ -198,7 +207,12 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
             await rpc.request(*meta)
             await asyncio.gather(*(replay_chunk(m, p) for m, p in chunks))
 
-        raw_s = await median_time(raw)
+        snapshot_times, raw_times = await run_pairs(one_read, raw)
+        snapshot_s, raw_s = statistics.median(snapshot_times), statistics.median(raw_times)
+        gc.collect()
+        gc.freeze()  # what a long-running keeper may do after start-up
+        frozen_s = statistics.median(await run_times(one_read))
+        gc.unfreeze()
         keys = [bytes.fromhex(p.key[2:]) for p in read.snapshot.positions]
 
         sample = keys[:NAIVE_SAMPLE]
@@ -225,6 +239,7 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
                 gathered_s,
                 n > GATHER_SAMPLE,
                 raw_s,
+                (statistics.mean(snapshot_times), max(snapshot_times), statistics.mean(raw_times)),
             )
         )
     await rpc.close()
@@ -235,7 +250,7 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
         f"{'x naive':>8}  {'gathered s':>10}  {'x gathered':>10}  {'raw s':>7}  {'/ raw':>6}  "
         f"{'gc-frozen s':>11}  {'/ raw':>6}"
     )
-    for n, trips, bound, snap_s, frozen_s, naive_s, ns, gath_s, gs, raw_s in rows:
+    for n, trips, bound, snap_s, frozen_s, naive_s, ns, gath_s, gs, raw_s, _ in rows:
         print(
             f"{n:>6}  {trips:>11}  {bound:>5}  {snap_s:>10.3f}  {naive_s:>8.2f}{'*' if ns else ' '}"
             f"  {naive_s / snap_s:>7.1f}x  {gath_s:>9.2f}{'*' if gs else ' '}"
@@ -247,6 +262,17 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
         "(gathered) positions"
     )
     print("gc-frozen: the same read after gc.freeze() (no full collections over start-up objects)")
+    print()
+    print(
+        f"{'N':>6}  {'snapshot s':>10}  {'mean s':>7}  {'max s':>7}  {'raw mean s':>10}  "
+        f"{'mean / raw mean':>15}   (the same {RUNS} reads and raw replays, alternated)"
+    )
+    for n, *_, (snap_mean, snap_max, raw_mean) in rows:
+        median = next(r[3] for r in rows if r[0] == n)
+        print(
+            f"{n:>6}  {median:>10.3f}  {snap_mean:>7.3f}  {snap_max:>7.3f}  {raw_mean:>10.3f}  "
+            f"{snap_mean / raw_mean:>14.2f}x"
+        )
 
 
 def main() -> int:

@@ -6,15 +6,24 @@ coded by slicing 32-byte words; every length and offset is checked, and anything
 the expected shape raises `VenueDecodeError` naming the call.
 
 `FastMulticall` is `keeper.chain.multicall.Multicall` (same chunking, concurrency, shrinking
-and pinning) with these codecs in place of eth_abi.
+and pinning) with these codecs in place of eth_abi. Its `aggregate_uniform` is for the hottest
+shape, one function of one contract called with many static arguments and returning a static
+struct (PerpExchange.positions(key) x 10,000): the calldata is joined in one go, and an answer
+in which every call succeeded with a result of the expected size is checked word by word in
+place and handed back as offsets into the answer (`UniformResults`) instead of one
+`CallResult` and one copy per call. Anything else is decoded by `decode_aggregate3`, so a
+failed call, a result of another size or a malformed answer is reported exactly as there.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from keeper.chain.jsonrpc import RpcMalformedResponseError
+from keeper.chain.jsonrpc import RpcError, RpcMalformedResponseError
 from keeper.chain.multicall import (
     AGGREGATE3_SELECTOR,
     Call,
@@ -23,13 +32,19 @@ from keeper.chain.multicall import (
     MulticallError,
 )
 from keeper.chain.multicall3_code import MULTICALL3_RUNTIME
+from keeper.chain.rpc import ErrorKind, block_param, classify_error
 from keeper.venues.base import VenueDecodeError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FastMulticall",
+    "UniformResults",
     "address_word",
     "decode_aggregate3",
+    "decode_aggregate3_uniform",
     "encode_aggregate3",
+    "encode_aggregate3_uniform",
     "int_word",
     "read_bytes32_array",
     "read_words",
@@ -41,6 +56,7 @@ _ZERO12 = bytes(12)
 _TRUE = (1).to_bytes(WORD, "big")
 _FALSE = bytes(WORD)
 _TUPLE_HEAD = (0x60).to_bytes(WORD, "big")
+_WORD_32 = WORD.to_bytes(WORD, "big")
 
 
 def uint_word(value: int) -> bytes:
@@ -63,29 +79,118 @@ def address_word(address: str) -> bytes:
 
 def encode_aggregate3(calls: Sequence[Call]) -> bytes:
     """Calldata for Multicall3.aggregate3 with allowFailure=true on every call."""
-    targets: dict[str, bytes] = {}
-    heads: list[bytes] = []
-    bodies: list[bytes] = []
+    prefixes: dict[str, bytes] = {}  # target -> its address word, allowFailure, data offset
+    lengths: dict[int, tuple[bytes, bytes]] = {}  # data length -> its word and padding
+    heads: list[int] = []
+    parts: list[bytes] = []
     offset = WORD * len(calls)
     for call in calls:
-        target = targets.get(call.target)
-        if target is None:
-            target = targets[call.target] = address_word(call.target)
+        prefix = prefixes.get(call.target)
+        if prefix is None:
+            prefix = prefixes[call.target] = address_word(call.target) + _TRUE + _TUPLE_HEAD
         data = call.data
-        padded = data + bytes(-len(data) % WORD)
-        heads.append(offset.to_bytes(WORD, "big"))
-        body = b"".join((target, _TRUE, _TUPLE_HEAD, len(data).to_bytes(WORD, "big"), padded))
-        bodies.append(body)
-        offset += len(body)
+        length = lengths.get(len(data))
+        if length is None:
+            length = lengths[len(data)] = (uint_word(len(data)), bytes(-len(data) % WORD))
+        heads.append(offset)
+        parts += (prefix, length[0], data, length[1])
+        offset += 4 * WORD + len(data) + len(length[1])
     return b"".join(
         (
             AGGREGATE3_SELECTOR,
             uint_word(WORD),
             uint_word(len(calls)),
-            *heads,
-            *bodies,
+            b"".join([head.to_bytes(WORD, "big") for head in heads]),
+            *parts,
         )
     )
+
+
+def encode_aggregate3_uniform(target: str, prefix: bytes, args: Sequence[bytes]) -> bytes:
+    """`encode_aggregate3` of `Call(target, prefix + arg)` for every arg, all args one length.
+
+    The same bytes, made without a Call per argument: every element of the array has the same
+    length, so the heads are an arithmetic progression and the bodies are one join.
+    """
+    if not args:
+        return encode_aggregate3([])
+    arg_size = len(args[0])
+    if len(set(map(len, args))) != 1:
+        raise ValueError("encode_aggregate3_uniform: the arguments differ in length")
+    length = len(prefix) + arg_size
+    pad = bytes(-length % WORD)
+    head = b"".join((address_word(target), _TRUE, _TUPLE_HEAD, uint_word(length), prefix))
+    stride = len(head) + arg_size + len(pad)
+    return b"".join(
+        (
+            AGGREGATE3_SELECTOR,
+            uint_word(WORD),
+            uint_word(len(args)),
+            _heads(len(args), stride),
+            head,
+            (pad + head).join(args),
+            pad,
+        )
+    )
+
+
+@lru_cache(maxsize=64)
+def _heads(count: int, stride: int) -> bytes:
+    """The offsets of `count` array elements of `stride` bytes each, as ABI words."""
+    return b"".join(uint_word(WORD * count + i * stride) for i in range(count))
+
+
+@lru_cache(maxsize=64)
+def _result_head(size: int) -> bytes:
+    """The first three words of a successful (bool, bytes) result with `size` bytes of data."""
+    return _TRUE + uint_word(2 * WORD) + uint_word(size)
+
+
+@dataclass(frozen=True, slots=True)
+class UniformResults:
+    """Every call of a batch succeeded with `size` bytes of return data: call i's return data
+    is `data[offsets[i] : offsets[i] + size]` (read it in place, without copying it out)."""
+
+    data: bytes
+    offsets: Sequence[int]
+    size: int
+
+    @classmethod
+    def of(cls, results: Sequence[CallResult], size: int) -> UniformResults | None:
+        """The same from CallResults; None unless every one succeeded with `size` bytes."""
+        if any(not r.success or len(r.data) != size for r in results):
+            return None
+        data = b"".join(r.data for r in results)
+        offsets = range(0, len(data), size) if size else [0] * len(results)
+        return cls(data, offsets, size)
+
+
+def decode_aggregate3_uniform(data: bytes, expected: int, size: int) -> UniformResults | None:
+    """aggregate3's return data when each of `expected` calls succeeded with `size` bytes.
+
+    Checks the whole answer: its length, the array's offset and count, every element's offset,
+    and every element's success flag, data offset and data length. None when it is not that
+    shape (a call failed, returned another size, or the answer is malformed): decode it with
+    `decode_aggregate3` then, which says what is wrong.
+    """
+    if expected < 1 or size < 0:
+        return None
+    padded = size + (-size % WORD)
+    stride = 3 * WORD + padded
+    first = (2 + expected) * WORD
+    end = first + expected * stride
+    if (
+        len(data) != end
+        or data[:WORD] != _WORD_32
+        or data[WORD : 2 * WORD] != uint_word(expected)
+        or data[2 * WORD : first] != _heads(expected, stride)
+    ):
+        return None
+    head = _result_head(size)
+    for at in range(first, end, stride):
+        if data[at : at + 3 * WORD] != head:
+            return None
+    return UniformResults(data, range(first + 3 * WORD, end + 3 * WORD, stride), size)
 
 
 def _word(data: bytes, at: int, what: str) -> int:
@@ -155,7 +260,48 @@ class FastMulticall(Multicall):
     """`Multicall` with the codecs above (same chunking, shrinking, pinning and counting)."""
 
     async def _call(self, chunk: list[Call], block: str) -> list[CallResult]:
-        tx: dict[str, Any] = {"to": self.address, "data": "0x" + encode_aggregate3(chunk).hex()}
+        data = await self._send(encode_aggregate3(chunk), block)
+        return decode_aggregate3(data, len(chunk), address=self.address)
+
+    async def aggregate_uniform(
+        self, target: str, prefix: bytes, args: Sequence[bytes], size: int, *, block: int
+    ) -> UniformResults | list[CallResult]:
+        """`aggregate([Call(target, prefix + arg) for arg in args], block=block)` in one eth_call.
+
+        For a chunk (at most `chunk_size` args, all one length) of calls returning `size`
+        bytes each: `UniformResults` when every call succeeded with `size` bytes, else the
+        CallResults as `aggregate` gives them (a malformed answer raises as there). A chunk the
+        provider refuses for its size is halved and sent again like `aggregate` does (the
+        smaller chunk size is kept), and its CallResults are returned.
+        """
+        if not args:
+            return []
+        block_arg = block_param(block)
+        try:
+            data = await self._send(encode_aggregate3_uniform(target, prefix, args), block_arg)
+        except RpcError as exc:
+            if classify_error(exc) is not ErrorKind.TOO_LARGE:
+                raise
+            calls = [Call(target, prefix + arg) for arg in args]
+            if len(calls) == 1:
+                log.warning("a single call to %s was refused: %s", target, exc)
+                return [CallResult(False, b"", error=str(exc))]
+            half = len(calls) // 2
+            if half < self.chunk_size:
+                log.info(
+                    "multicall chunk of %d refused (%s); chunks of %d now", len(calls), exc, half
+                )
+                self.chunk_size = half
+            self.shrinks += 1
+            return await self.aggregate(calls, block=block)
+        uniform = decode_aggregate3_uniform(data, len(args), size)
+        if uniform is not None:
+            return uniform
+        return decode_aggregate3(data, len(args), address=self.address)
+
+    async def _send(self, calldata: bytes, block: str) -> bytes:
+        """One eth_call of aggregate3 `calldata` at `block`: the answer's bytes."""
+        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata.hex()}
         if self.gas is not None:
             tx["gas"] = hex(self.gas)
         params: list[Any] = [tx, block]
@@ -166,7 +312,6 @@ class FastMulticall(Multicall):
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise RpcMalformedResponseError("eth_call", f"result is not hex data: {raw!r:.60}")
         try:
-            data = bytes.fromhex(raw[2:])
+            return bytes.fromhex(raw[2:])
         except ValueError:
             raise RpcMalformedResponseError("eth_call", "result is not hex data") from None
-        return decode_aggregate3(data, len(chunk), address=self.address)

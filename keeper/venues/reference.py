@@ -24,19 +24,31 @@ A read costs at most ceil(N / chunk_size) + 2 round trips for N positions (chunk
    wallet's USDC and native balances, and per watched account its isolated and cross position
    keys and its cross balance;
 3. the positions, exchange.positions(key) for each key, in Multicall3 batches of chunk_size,
-   sent concurrently and decoded as they arrive (the stored fields only: funding is accrued
-   here from the market's indexes, which is cheaper for the node than PerpLens.getPositions,
-   whose every entry re-reads its market and feed).
+   at most max_concurrency at once, each batch sent as soon as its keys are decoded from the
+   answer of 2 (the markets, pool and wallet are decoded while the node runs them) and
+   decoded as it arrives (the stored fields only: funding is accrued here from the market's
+   indexes, which is cheaper for the node than PerpLens.getPositions, whose every entry
+   re-reads its market and feed).
 Static facts (the collateral token, the feeds' names) are read once by `connect()`.
+
+Speed (scripts/bench_snapshot.py): the positions' answers are read in place, word by word
+(`codec.decode_aggregate3_uniform`, `_model_chunk`), every field checked there, and the model
+values are built with the trusted constructors (`Position.trusted`, `TokenAmount.trusted`...),
+which skip only the checks `_model_chunk` has made. The cyclic garbage collector is paused
+for the read and the young generation collected once at its end (`_CollectorPause`): during
+the read it would find nothing to free, and counting the Snapshot's objects as young garbage
+made a full collection of the whole heap land in almost every large read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
@@ -88,6 +100,7 @@ from keeper.venues.base import (
 )
 from keeper.venues.codec import (
     FastMulticall,
+    UniformResults,
     address_word,
     read_bytes32_array,
     read_words,
@@ -143,6 +156,12 @@ class ContractFn:
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    selector: bytes = field(init=False, repr=False, compare=False)
+    """The 4-byte selector (hashed once: reads encode thousands of calls)."""
+
+    def __post_init__(self) -> None:
+        signature = f"{self.name}({','.join(self.inputs)})"
+        object.__setattr__(self, "selector", keccak(signature.encode())[:4])
 
     @classmethod
     def of(cls, contract: str, name: str) -> ContractFn:
@@ -155,10 +174,6 @@ class ContractFn:
                     tuple(_abi_type(o) for o in entry.get("outputs", [])),
                 )
         raise LookupError(f"no function {name} in the {contract} ABI")
-
-    @property
-    def selector(self) -> bytes:
-        return keccak(f"{self.name}({','.join(self.inputs)})".encode())[:4]
 
     def encode(self, *args: Any) -> bytes:
         return self.selector + abi_encode(list(self.inputs), list(args))
@@ -535,6 +550,10 @@ class ReferenceVenue:
 
     async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
         """The watched accounts at `block` (default latest); see the module's docstring."""
+        with _COLLECTOR_PAUSE:
+            return await self._read(watch, block)
+
+    async def _read(self, watch: Watch, block: int | None) -> VenueRead:
         accounts = [self._account(a, "account") for a in watch.accounts]
         if len(set(accounts)) != len(accounts):
             raise VenueError("watch: an account is listed twice")
@@ -558,8 +577,9 @@ class ReferenceVenue:
         if wallet is not None:
             calls.append(Call(st.collateral.address, _BALANCE_OF.encode(wallet)))
             calls.append(Call(st.multicall, _ETH_BALANCE.encode(wallet)))
+        account_words: dict[str, bytes] = {}
         for account in accounts:
-            word = address_word(account)
+            word = account_words[account] = address_word(account)
             calls.append(Call(st.exchange, _ISOLATED_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_BALANCE.selector + word))
@@ -567,52 +587,58 @@ class ReferenceVenue:
         if _uint(meta[0], "Multicall3.getBlockNumber") != number:
             raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
         block_time = _uint(meta[1], "Multicall3.getCurrentBlockTimestamp")
-        markets = {m.market_id: m for m in decode_markets(_ok(meta[2], "PerpLens.getMarkets"))}
-        pool = decode_pool(_ok(meta[3], "PerpLens.getPoolState"), st.collateral.decimals)
-        meta = meta[2:]
         token = st.collateral
-        if wallet is not None:
-            wallet_state = Wallet(
-                address=wallet,
-                token=token,
-                balance=token.amount(_uint(meta[2], "collateral balanceOf(wallet)")),
-                native_balance=TokenAmount(_uint(meta[3], "getEthBalance(wallet)"), 18),
-            )
-            at = 4
-        else:
-            wallet_state = Wallet(ZERO_ADDRESS, token, token.amount(0), TokenAmount(0, 18))
-            at = 2
-        owners: list[tuple[str, bytes]] = []  # (account, key) in read order
+        at = 6 if wallet is not None else 4  # the first account's results
         cross: dict[str, tuple[int, list[str]]] = {}
-        for account in accounts:
-            isolated_keys = read_bytes32_array(
-                _ok(meta[at], f"isolatedPositionKeys({account})"),
-                f"isolatedPositionKeys({account})",
-            )
-            cross_keys = read_bytes32_array(
-                _ok(meta[at + 1], f"crossPositionKeys({account})"), f"crossPositionKeys({account})"
-            )
-            balance = _uint(meta[at + 2], f"crossBalance({account})")
-            at += 3
-            owners.extend((account, k) for k in isolated_keys)
-            owners.extend((account, k) for k in cross_keys)
-            if cross_keys:
-                cross[account] = (balance, ["0x" + k.hex() for k in cross_keys])
-        positions, issues = await self._positions(owners, markets, number)
-        issues_list = list(issues)
-        modelled: dict[int, Market] = {}
-        for mid, raw in sorted(markets.items()):
-            if raw.price_valid:
-                modelled[mid] = map_market(raw, self.symbol(mid), venue=self.name)
-            else:
-                issues_list.append(
-                    ReadIssue(
-                        "price_invalid",
-                        str(mid),
-                        f"market {mid} ({self.symbol(mid)}): the feed's price is stale or "
-                        "invalid; its positions are left out",
-                    )
+        # The positions round starts while the key lists are decoded: each chunk of keys is
+        # sent as soon as it is full, and the markets, pool and wallet are decoded while the
+        # node runs them (see _PositionRound).
+        positions_round = _PositionRound(self, account_words, number)
+        try:
+            for account in accounts:
+                isolated_keys = read_bytes32_array(
+                    _ok(meta[at], f"isolatedPositionKeys({account})"),
+                    f"isolatedPositionKeys({account})",
                 )
+                cross_keys = read_bytes32_array(
+                    _ok(meta[at + 1], f"crossPositionKeys({account})"),
+                    f"crossPositionKeys({account})",
+                )
+                balance = _uint(meta[at + 2], f"crossBalance({account})")
+                at += 3
+                if cross_keys:
+                    cross[account] = (balance, ["0x" + k.hex() for k in cross_keys])
+                await positions_round.add(account, isolated_keys + cross_keys)
+            markets = {m.market_id: m for m in decode_markets(_ok(meta[2], "PerpLens.getMarkets"))}
+            pool = decode_pool(_ok(meta[3], "PerpLens.getPoolState"), token.decimals)
+            if wallet is not None:
+                wallet_state = Wallet(
+                    address=wallet,
+                    token=token,
+                    balance=token.amount(_uint(meta[4], "collateral balanceOf(wallet)")),
+                    native_balance=TokenAmount(_uint(meta[5], "getEthBalance(wallet)"), 18),
+                )
+            else:
+                wallet_state = Wallet(ZERO_ADDRESS, token, token.amount(0), TokenAmount(0, 18))
+            modelled: dict[int, Market] = {}  # the markets with a valid price
+            issues_list: list[ReadIssue] = []
+            for mid, raw in sorted(markets.items()):
+                if raw.price_valid:
+                    modelled[mid] = map_market(raw, self.symbol(mid), venue=self.name)
+                else:
+                    issues_list.append(
+                        ReadIssue(
+                            "price_invalid",
+                            str(mid),
+                            f"market {mid} ({self.symbol(mid)}): the feed's price is stale or "
+                            "invalid; its positions are left out",
+                        )
+                    )
+            positions, issues = await positions_round.results(markets)
+        except BaseException:
+            await positions_round.cancel()
+            raise
+        issues_list[:0] = issues  # the positions' issues first, as before
         by_key = {p.key: p for p in positions}
         accounts_out = []
         for account, (balance, keys) in cross.items():
@@ -633,9 +659,9 @@ class ReferenceVenue:
                     key=account,
                     account=account,
                     collateral_token=token,
-                    collateral=token.amount(balance),
+                    collateral=TokenAmount.trusted(balance, token.decimals),
                     collateral_price=ONE_USD,
-                    collateral_usd=Usd(balance, token.decimals),
+                    collateral_usd=Usd.trusted(balance, token.decimals),
                     position_keys=tuple(keys),
                 )
             )
@@ -651,75 +677,76 @@ class ReferenceVenue:
         trips += self._batches.round_trips - batch_trips
         return VenueRead(snapshot, pool, tuple(issues_list), round_trips=trips)
 
-    async def _positions(
-        self, owners: Sequence[tuple[str, bytes]], markets: Mapping[int, RawMarket], block: int
+    def _model_chunk(  # noqa: PLR0917
+        self,
+        keys: Sequence[bytes],
+        holders: Sequence[str],
+        answer: UniformResults,
+        legs: Mapping[bytes, _Leg | None],
+        account_words: Mapping[str, bytes],
+        token: Token,
     ) -> tuple[list[Position], list[ReadIssue]]:
-        exchange = self._static.exchange
-        token = self._static.collateral
-        calls = [Call(exchange, _POSITIONS_SELECTOR + key) for _, key in owners]
-        size = self.chunk_size
-        limit = asyncio.Semaphore(self._limit)
-        positions: list[Position] = []
-        issues: list[ReadIssue] = []
-        account_words = {a: bytes.fromhex(a[2:]) for a, _ in owners}
-        market_ids = {mid: str(mid) for mid in markets}
+        """One chunk of positions(key) answers (288 bytes each, read in place) as Positions.
+
+        Each answer is checked as `decode_position` and `Position` would check it: the account
+        word (12 zero bytes and the owner), the two flags (0 or 1) and the market (one this
+        read knows) by looking the three words up in `legs`, size and entry price positive.
+        The values are then built with the trusted constructors: every check they would make
+        is made here (the integers come from `int.from_bytes`, the decimals are constants or
+        the collateral token's, checked once per read).
+        """
+        name = self.name
         decimals = token.decimals
         from_bytes = int.from_bytes
-
-        async def chunk(start: int) -> tuple[list[Position], list[ReadIssue]]:
-            async with limit:
-                results = await self._batches.aggregate(calls[start : start + size], block=block)
-            out: list[Position] = []
-            problems: list[ReadIssue] = []
-            name = self.name
-            for (account, key), result in zip(owners[start : start + size], results, strict=True):
-                data = result.data
-                if not result.success or len(data) != _POSITION_BYTES:
-                    hex_key = "0x" + key.hex()
-                    decode_position(_ok(result, f"positions({hex_key})"))  # raises, naming it
-                # the hot path: the fields read in place (decode_position checks the same)
-                size_raw = from_bytes(data[128:160], "big")
-                if size_raw == 0:
-                    hex_key = "0x" + key.hex()
-                    problems.append(ReadIssue("position_missing", hex_key, "listed but empty"))
-                    continue
-                if data[12:32] != account_words[account] or data[:12] != _ZERO12:
-                    raise VenueDecodeError(f"position 0x{key.hex()} does not belong to {account}")
-                market = markets.get(from_bytes(data[96:128], "big"))
-                if market is None:
-                    raise VenueDecodeError(f"position 0x{key.hex()} is in an unknown market")
-                if not market.price_valid:
-                    continue  # reported once per market by the caller
-                is_long = _flag(data[32:64])
-                is_cross = _flag(data[64:96])
-                collateral = from_bytes(data[160:192], "big")
-                index = market.long_funding_index if is_long else market.short_funding_index
-                owed = funding_owed(size_raw, index, from_bytes(data[224:256], "big", signed=True))
-                out.append(
-                    Position(
-                        venue=name,
-                        key="0x" + key.hex(),
-                        account=account,
-                        market_id=market_ids[market.market_id],
-                        side=Side.LONG if is_long else Side.SHORT,
-                        size=TokenAmount(size_raw, SIZE_DECIMALS),
-                        entry_price=Price(from_bytes(data[192:224], "big"), PRICE_DECIMALS),
-                        collateral_token=token,
-                        collateral=TokenAmount(collateral, decimals),
-                        collateral_price=ONE_USD,
-                        collateral_usd=Usd(collateral, decimals),
-                        fees=Usd(owed, decimals),
-                        mode=MarginMode.CROSS if is_cross else MarginMode.ISOLATED,
-                        cross_account=account if is_cross else None,
-                    )
+        amount, price, usd, position = (
+            TokenAmount.trusted,
+            Price.trusted,
+            Usd.trusted,
+            Position.trusted,
+        )
+        data = answer.data
+        out: list[Position] = []
+        append = out.append
+        problems: list[ReadIssue] = []
+        for account, key, at in zip(holders, keys, answer.offsets, strict=True):
+            size = from_bytes(data[at + 128 : at + 160])  # big-endian, unsigned
+            if size == 0:
+                problems.append(ReadIssue("position_missing", "0x" + key.hex(), "listed but empty"))
+                continue
+            if data[at : at + 32] != account_words[account]:
+                raise VenueDecodeError(f"position 0x{key.hex()} does not belong to {account}")
+            leg = legs.get(data[at + 32 : at + 128], _UNKNOWN)  # isLong, isCross, marketId
+            if not leg:
+                if leg is None:
+                    continue  # its market has no valid price: reported once per market by read()
+                _bad_leg(key, data[at + 32 : at + 128])  # raises, saying what is wrong
+            index, market_id, side, mode, is_cross = leg
+            entry = from_bytes(data[at + 192 : at + 224])
+            if entry == 0:
+                raise VenueDecodeError(f"position 0x{key.hex()}: entry price is zero")
+            collateral = from_bytes(data[at + 160 : at + 192])
+            then = from_bytes(data[at + 224 : at + 256])
+            if then >> 255:  # an int256: two's complement
+                then -= _TWO_256
+            append(
+                position(
+                    name,
+                    "0x" + key.hex(),
+                    account,
+                    market_id,
+                    side,
+                    amount(size, SIZE_DECIMALS),
+                    price(entry, PRICE_DECIMALS),
+                    token,
+                    amount(collateral, decimals),
+                    ONE_USD,
+                    usd(collateral, decimals),
+                    usd(-((-size * (index - then)) // USD_SCALE), decimals),  # funding_owed
+                    mode,
+                    account if is_cross else None,
                 )
-            return out, problems
-
-        done = await asyncio.gather(*(chunk(s) for s in range(0, len(calls), size)))
-        for out, problems in done:
-            positions.extend(out)
-            issues.extend(problems)
-        return positions, issues
+            )
+        return out, problems
 
     # -- acting ---------------------------------------------------------------------------------
 
@@ -887,3 +914,167 @@ def _checksum(address: str, what: str) -> str:
         return to_checksum_address(address)
     except ValueError:
         raise VenueError(f"{what}: not an address: {address!r}") from None
+
+
+_Leg = tuple[int, str, Side, MarginMode, bool]
+"""What a position's (isLong, isCross, marketId) words mean: the funding index it accrues
+from, the market id, side, margin mode and whether it is cross."""
+_UNKNOWN: _Leg | None = cast(_Leg, ())
+"""`legs.get`'s default: falsy like None (no valid price) but not None (not a known triple)."""
+_TWO_256 = 2**256
+
+
+def _legs(markets: Mapping[int, RawMarket]) -> dict[bytes, _Leg | None]:
+    """Every valid (isLong, isCross, marketId) triple of words of this read's markets -> its
+    `_Leg`, or None when the market has no valid price (its positions are left out)."""
+    legs: dict[bytes, _Leg | None] = {}
+    for market_id, market in markets.items():
+        word = uint_word(market_id)
+        for is_long in (True, False):
+            index = market.long_funding_index if is_long else market.short_funding_index
+            side = Side.LONG if is_long else Side.SHORT
+            for is_cross in (True, False):
+                words = (
+                    (_WORD_TRUE if is_long else _WORD_FALSE)
+                    + (_WORD_TRUE if is_cross else _WORD_FALSE)
+                    + word
+                )
+                mode = MarginMode.CROSS if is_cross else MarginMode.ISOLATED
+                legs[words] = (
+                    (index, str(market_id), side, mode, is_cross) if market.price_valid else None
+                )
+    return legs
+
+
+def _bad_leg(key: bytes, words: bytes) -> NoReturn:
+    """Raise what is wrong with a position's (isLong, isCross, marketId) words."""
+    if not {words[:32], words[32:64]} <= {_WORD_TRUE, _WORD_FALSE}:
+        raise VenueDecodeError(
+            f"position 0x{key.hex()}: PerpExchange.positions: return data is not a Position "
+            "(a flag is neither true nor false)"
+        )
+    raise VenueDecodeError(f"position 0x{key.hex()} is in an unknown market")
+
+
+def _uniform(keys: Sequence[bytes], answer: UniformResults | list[CallResult]) -> UniformResults:
+    """The chunk's answers as `UniformResults`; VenueDecodeError naming the first that is not
+    a Position (a reverted call, or return data that is not 288 bytes)."""
+    if isinstance(answer, UniformResults):
+        return answer
+    uniform = UniformResults.of(answer, _POSITION_BYTES)
+    if uniform is not None:
+        return uniform
+    for key, result in zip(keys, answer, strict=True):
+        decode_position(_ok(result, f"positions(0x{key.hex()})"))  # raises for a bad one
+    raise AssertionError("unreachable: some result is not a Position")
+
+
+class _CollectorPause:
+    """The cyclic garbage collector paused while reads run, then put back as it was.
+
+    A read allocates tens of thousands of objects (a Snapshot of 10,000 positions is about
+    70,000) that all stay reachable and form no cycle, so collections during it find nothing to
+    free; but counted as young objects they trigger a young collection every 700 of them and,
+    through those, collections of the older generations, up to a full collection of the whole
+    heap in most large reads. Paused, the collector does nothing during the read; when the
+    last read running ends, the young generation is collected once, there (so its cost is the
+    read's), and the collector is enabled again if it was. Nesting and concurrent reads (other
+    tasks, other threads) are counted: only the last one out collects and re-enables.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.collect(0)
+                gc.enable()
+
+
+_COLLECTOR_PAUSE = _CollectorPause()
+
+
+_Chunk = tuple[list[Position], list[ReadIssue]]
+
+
+class _PositionRound:
+    """The positions round of one read: exchange.positions(key) for every key, in Multicall3
+    chunks of the venue's chunk size (at most max_concurrency in flight), each sent as soon as
+    its keys are known, while the key lists of later accounts are still being decoded, and
+    modelled (`ReferenceVenue._model_chunk`) as soon as its answer is back and the read's
+    markets are known (`results`). The chunks and so the round trips are the same as if all
+    keys were known first; results keep read order.
+    """
+
+    def __init__(
+        self, venue: ReferenceVenue, account_words: Mapping[str, bytes], block: int
+    ) -> None:
+        self.venue = venue
+        self.token = venue.collateral_token
+        Usd(0, self.token.decimals)  # the collateral's decimals, checked once for every amount
+        self.size = max(1, min(venue.chunk_size, venue._batches.chunk_size))
+        self.limit = asyncio.Semaphore(venue._limit)
+        self.legs: Mapping[bytes, _Leg | None] = {}
+        self.markets_known = asyncio.Event()
+        self.account_words = account_words
+        self.block = block
+        self.keys: list[bytes] = []  # the positions' keys in read order,
+        self.holders: list[str] = []  # and the account of each
+        self.sent = 0
+        self.tasks: list[asyncio.Task[_Chunk]] = []
+
+    async def add(self, account: str, keys: Sequence[bytes]) -> None:
+        """Queue `account`'s position keys; send every chunk this fills."""
+        self.keys += keys
+        self.holders += [account] * len(keys)
+        if len(self.keys) - self.sent >= self.size:
+            while len(self.keys) - self.sent >= self.size:
+                self._start(self.size)
+            await asyncio.sleep(0)  # let the new chunk go out before decoding on
+
+    async def results(self, markets: Mapping[int, RawMarket]) -> _Chunk:
+        """Every queued position, modelled with this read's `markets`, in read order, and the
+        issues met."""
+        self.legs = _legs(markets)
+        self.markets_known.set()
+        if self.sent < len(self.keys):
+            self._start(len(self.keys) - self.sent)
+        positions: list[Position] = []
+        issues: list[ReadIssue] = []
+        for out, problems in await asyncio.gather(*self.tasks):
+            positions += out
+            issues += problems
+        return positions, issues
+
+    async def cancel(self) -> None:
+        """Stop the chunks still running (the read failed) and wait for them to stop."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _start(self, count: int) -> None:
+        start, end = self.sent, self.sent + count
+        self.sent = end
+        chunk = self._chunk(self.keys[start:end], self.holders[start:end])
+        self.tasks.append(asyncio.ensure_future(chunk))
+
+    async def _chunk(self, keys: list[bytes], holders: list[str]) -> _Chunk:
+        venue = self.venue
+        async with self.limit:
+            answer = await venue._batches.aggregate_uniform(
+                venue.exchange, _POSITIONS_SELECTOR, keys, _POSITION_BYTES, block=self.block
+            )
+        uniform = _uniform(keys, answer)
+        await self.markets_known.wait()
+        return venue._model_chunk(keys, holders, uniform, self.legs, self.account_words, self.token)
