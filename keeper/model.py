@@ -326,6 +326,39 @@ class Snapshot:
         object.__setattr__(self, "_markets", MappingProxyType(markets))
         object.__setattr__(self, "_positions", MappingProxyType(positions))
 
+    @classmethod
+    def trusted(  # noqa: PLR0917 (the fields in order, then the position index)
+        cls,
+        block_number: int,
+        block_time: int,
+        wallet: Wallet,
+        markets: tuple[Market, ...],
+        positions: tuple[Position, ...],
+        accounts: tuple[CrossAccount, ...],
+        positions_index: dict[tuple[str, str], Position],
+    ) -> Snapshot:
+        """Trusted: the caller has validated. Builds the Snapshot without `__post_init__`.
+
+        For venue adapters that have already made sure of what `__post_init__` checks: no two
+        markets with one (venue, market_id), no two positions with one (venue, key), every
+        position in one of `markets`, every key an account lists among `positions`. The
+        caller also hands over the position index it built on the way, `positions_index`:
+        exactly `{(p.venue, p.key): p for p in positions}`, in that order (it is kept, not
+        copied: the caller must not change it afterwards). The market index is built here.
+        The result equals, hashes and behaves exactly like `Snapshot(...)`.
+        """
+        obj = _new(cls)
+        setattr_ = object.__setattr__
+        setattr_(obj, "block_number", block_number)
+        setattr_(obj, "block_time", block_time)
+        setattr_(obj, "wallet", wallet)
+        setattr_(obj, "markets", markets)
+        setattr_(obj, "positions", positions)
+        setattr_(obj, "accounts", accounts)
+        setattr_(obj, "_markets", MappingProxyType({(m.venue, m.market_id): m for m in markets}))
+        setattr_(obj, "_positions", MappingProxyType(positions_index))
+        return obj
+
     def market(self, venue: str, market_id: str) -> Market:
         return self._markets[(venue, market_id)]
 
@@ -337,6 +370,19 @@ class Snapshot:
 
     def positions_of(self, account: CrossAccount) -> tuple[Position, ...]:
         return tuple(self._positions[(account.venue, k)] for k in account.position_keys)
+
+
+if Snapshot.__slots__ != (
+    "block_number",
+    "block_time",
+    "wallet",
+    "markets",
+    "positions",
+    "accounts",
+    "_markets",
+    "_positions",
+):
+    raise AssertionError("Snapshot.trusted must set every field of Snapshot")
 
 
 # --- Actions -------------------------------------------------------------------------------

@@ -45,8 +45,10 @@ __all__ = [
     "decode_aggregate3_uniform",
     "encode_aggregate3",
     "encode_aggregate3_uniform",
+    "encode_aggregate3_uniform_hex",
     "int_word",
     "read_bytes32_array",
+    "read_bytes32_hex",
     "read_words",
     "uint_word",
 ]
@@ -132,6 +134,39 @@ def encode_aggregate3_uniform(target: str, prefix: bytes, args: Sequence[bytes])
             pad,
         )
     )
+
+
+def encode_aggregate3_uniform_hex(target: str, prefix: bytes, args: Sequence[str]) -> str:
+    """`encode_aggregate3_uniform(target, prefix, [bytes.fromhex(a) for a in args]).hex()`.
+
+    For arguments the caller already holds as hex (lowercase, no "0x", all one length and a
+    whole number of bytes): the calldata is joined as text, so no argument is hexed twice.
+    """
+    if not args:
+        return encode_aggregate3([]).hex()
+    arg_chars = len(args[0])
+    if arg_chars % 2 or len(set(map(len, args))) != 1:
+        raise ValueError("encode_aggregate3_uniform_hex: the arguments differ in length")
+    length = len(prefix) + arg_chars // 2
+    pad = "00" * (-length % WORD)
+    head = b"".join((address_word(target), _TRUE, _TUPLE_HEAD, uint_word(length), prefix)).hex()
+    stride = len(head) // 2 + arg_chars // 2 + len(pad) // 2
+    return "".join(
+        (
+            _uniform_start_hex(len(args), stride),
+            head,
+            (pad + head).join(args),
+            pad,
+        )
+    )
+
+
+@lru_cache(maxsize=64)
+def _uniform_start_hex(count: int, stride: int) -> str:
+    """The selector, array offset, count and element heads of a uniform aggregate3, as hex."""
+    return b"".join(
+        (AGGREGATE3_SELECTOR, uint_word(WORD), uint_word(count), _heads(count, stride))
+    ).hex()
 
 
 @lru_cache(maxsize=64)
@@ -256,6 +291,20 @@ def read_bytes32_array(data: bytes, what: str) -> list[bytes]:
     return [data[i : i + WORD] for i in range(2 * WORD, (2 + count) * WORD, WORD)]
 
 
+def read_bytes32_hex(data: bytes, what: str) -> list[str]:
+    """`read_bytes32_array`, each element as lowercase hex without "0x" (checked the same)."""
+    if len(data) < 2 * WORD:
+        raise VenueDecodeError(f"{what}: expected a bytes32[], got {len(data)} bytes")
+    offset = int.from_bytes(data[:WORD], "big")
+    if offset != WORD:
+        raise VenueDecodeError(f"{what}: bad array offset {offset}")
+    count = int.from_bytes(data[WORD : 2 * WORD], "big")
+    if len(data) != (2 + count) * WORD:
+        raise VenueDecodeError(f"{what}: {count} keys do not fit in {len(data)} bytes")
+    text = data[2 * WORD :].hex()
+    return [text[i : i + 2 * WORD] for i in range(0, len(text), 2 * WORD)]
+
+
 class FastMulticall(Multicall):
     """`Multicall` with the codecs above (same chunking, shrinking, pinning and counting)."""
 
@@ -282,26 +331,80 @@ class FastMulticall(Multicall):
         except RpcError as exc:
             if classify_error(exc) is not ErrorKind.TOO_LARGE:
                 raise
-            calls = [Call(target, prefix + arg) for arg in args]
-            if len(calls) == 1:
-                log.warning("a single call to %s was refused: %s", target, exc)
-                return [CallResult(False, b"", error=str(exc))]
-            half = len(calls) // 2
-            if half < self.chunk_size:
-                log.info(
-                    "multicall chunk of %d refused (%s); chunks of %d now", len(calls), exc, half
-                )
-                self.chunk_size = half
-            self.shrinks += 1
-            return await self.aggregate(calls, block=block)
+            return await self._refused([Call(target, prefix + arg) for arg in args], exc, block)
         uniform = decode_aggregate3_uniform(data, len(args), size)
         if uniform is not None:
             return uniform
         return decode_aggregate3(data, len(args), address=self.address)
 
+    async def aggregate_uniform_hex(
+        self, target: str, prefix: bytes, args: Sequence[str], size: int, *, block: int
+    ) -> UniformResults | list[CallResult]:
+        """`aggregate_uniform` for arguments given as hex (lowercase, no "0x", one length).
+
+        The same eth_call, answer and refusal handling; the calldata is joined as text
+        (`encode_aggregate3_uniform_hex`), so arguments read as hex are not hexed again.
+        """
+        if not args:
+            return []
+        block_arg = block_param(block)
+        try:
+            data = await self._send_hex(
+                encode_aggregate3_uniform_hex(target, prefix, args), block_arg
+            )
+        except RpcError as exc:
+            if classify_error(exc) is not ErrorKind.TOO_LARGE:
+                raise
+            return await self._refused(
+                [Call(target, prefix + bytes.fromhex(a)) for a in args], exc, block
+            )
+        uniform = decode_aggregate3_uniform(data, len(args), size)
+        if uniform is not None:
+            return uniform
+        return decode_aggregate3(data, len(args), address=self.address)
+
+    async def aggregate_prepared(
+        self, calls: Sequence[Call], calldata_hex: str, *, block: int
+    ) -> list[CallResult]:
+        """`aggregate(calls, block=block)`, given `encode_aggregate3(calls).hex()` already made.
+
+        For a batch repeated tick after tick (the same calls at a new block): when it fits in
+        one chunk, its calldata is sent as given instead of encoded again; otherwise, and when
+        the provider refuses it for its size (halved as `aggregate_uniform` does), it is
+        `aggregate`. Only the request is reused, never an answer.
+        """
+        if not calls:
+            return []
+        if len(calls) > self.chunk_size:
+            return await self.aggregate(calls, block=block)
+        try:
+            data = await self._send_hex(calldata_hex, block_param(block))
+        except RpcError as exc:
+            if classify_error(exc) is not ErrorKind.TOO_LARGE:
+                raise
+            return await self._refused(list(calls), exc, block)
+        return decode_aggregate3(data, len(calls), address=self.address)
+
+    async def _refused(self, calls: list[Call], exc: RpcError, block: int) -> list[CallResult]:
+        """A single batch of `calls` refused for its size: halved like `aggregate` does (the
+        smaller chunk size is kept), and sent again through `aggregate`."""
+        if len(calls) == 1:
+            log.warning("a single call to %s was refused: %s", calls[0].target, exc)
+            return [CallResult(False, b"", error=str(exc))]
+        half = len(calls) // 2
+        if half < self.chunk_size:
+            log.info("multicall chunk of %d refused (%s); chunks of %d now", len(calls), exc, half)
+            self.chunk_size = half
+        self.shrinks += 1
+        return await self.aggregate(calls, block=block)
+
     async def _send(self, calldata: bytes, block: str) -> bytes:
         """One eth_call of aggregate3 `calldata` at `block`: the answer's bytes."""
-        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata.hex()}
+        return await self._send_hex(calldata.hex(), block)
+
+    async def _send_hex(self, calldata_hex: str, block: str) -> bytes:
+        """One eth_call of aggregate3 calldata given as hex (no "0x") at `block`."""
+        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata_hex}
         if self.gas is not None:
             tx["gas"] = hex(self.gas)
         params: list[Any] = [tx, block]

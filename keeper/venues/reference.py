@@ -102,7 +102,8 @@ from keeper.venues.codec import (
     FastMulticall,
     UniformResults,
     address_word,
-    read_bytes32_array,
+    encode_aggregate3,
+    read_bytes32_hex,
     read_words,
     uint_word,
 )
@@ -469,6 +470,7 @@ class ReferenceVenue:
         self._limit = max_concurrency
         self._reads = Reads(rpc)
         self._checksums: dict[str, str] = {}
+        self._request: _MetaRequest | None = None
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -553,20 +555,20 @@ class ReferenceVenue:
         with _COLLECTOR_PAUSE:
             return await self._read(watch, block)
 
-    async def _read(self, watch: Watch, block: int | None) -> VenueRead:
+    def _meta_request(self, watch: Watch) -> _MetaRequest:
+        """The first batch's calls for `watch`, encoded; kept for the next read while the watch
+        list is the same (the request only: every answer is read and checked afresh)."""
+        cached = self._request
+        if (
+            cached is not None
+            and cached.wallet == watch.wallet
+            and cached.accounts == watch.accounts
+        ):
+            return cached
         accounts = [self._account(a, "account") for a in watch.accounts]
         if len(set(accounts)) != len(accounts):
             raise VenueError("watch: an account is listed twice")
         wallet = self._account(watch.wallet, "wallet") if watch.wallet else None
-        meta_trips, batch_trips = self._meta.round_trips, self._batches.round_trips
-        pin_trips = 0
-        if block is None:
-            number = await self._reads.block_number()
-            pin_trips = 1
-        elif block < 0:
-            raise VenueError(f"block must not be negative, got {block}")
-        else:
-            number = block
         st = self._static
         calls = [
             Call(st.multicall, _BLOCK_NUMBER.encode()),
@@ -583,7 +585,32 @@ class ReferenceVenue:
             calls.append(Call(st.exchange, _ISOLATED_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_BALANCE.selector + word))
-        meta = await self._meta.aggregate(calls, block=number)
+        request = _MetaRequest(
+            tuple(watch.accounts),
+            watch.wallet,
+            tuple(accounts),
+            wallet,
+            account_words,
+            tuple(calls),
+            encode_aggregate3(calls).hex(),
+        )
+        self._request = request
+        return request
+
+    async def _read(self, watch: Watch, block: int | None) -> VenueRead:
+        request = self._meta_request(watch)
+        accounts, wallet, account_words = request.checked, request.wallet_checked, request.words
+        meta_trips, batch_trips = self._meta.round_trips, self._batches.round_trips
+        pin_trips = 0
+        if block is None:
+            number = await self._reads.block_number()
+            pin_trips = 1
+        elif block < 0:
+            raise VenueError(f"block must not be negative, got {block}")
+        else:
+            number = block
+        st = self._static
+        meta = await self._meta.aggregate_prepared(request.calls, request.calldata, block=number)
         if _uint(meta[0], "Multicall3.getBlockNumber") != number:
             raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
         block_time = _uint(meta[1], "Multicall3.getCurrentBlockTimestamp")
@@ -596,19 +623,19 @@ class ReferenceVenue:
         positions_round = _PositionRound(self, account_words, number)
         try:
             for account in accounts:
-                isolated_keys = read_bytes32_array(
+                isolated_keys = read_bytes32_hex(
                     _ok(meta[at], f"isolatedPositionKeys({account})"),
                     f"isolatedPositionKeys({account})",
                 )
-                cross_keys = read_bytes32_array(
+                cross_keys = read_bytes32_hex(
                     _ok(meta[at + 1], f"crossPositionKeys({account})"),
                     f"crossPositionKeys({account})",
                 )
                 balance = _uint(meta[at + 2], f"crossBalance({account})")
                 at += 3
                 if cross_keys:
-                    cross[account] = (balance, ["0x" + k.hex() for k in cross_keys])
-                await positions_round.add(account, isolated_keys + cross_keys)
+                    cross[account] = (balance, ["0x" + k for k in cross_keys])
+                await positions_round.add_hex(account, isolated_keys + cross_keys)
             markets = {m.market_id: m for m in decode_markets(_ok(meta[2], "PerpLens.getMarkets"))}
             pool = decode_pool(_ok(meta[3], "PerpLens.getPoolState"), token.decimals)
             if wallet is not None:
@@ -639,10 +666,11 @@ class ReferenceVenue:
             await positions_round.cancel()
             raise
         issues_list[:0] = issues  # the positions' issues first, as before
-        by_key = {p.key: p for p in positions}
+        name = self.name
+        by_key = {(name, p.key): p for p in positions}  # the Snapshot's index
         accounts_out = []
         for account, (balance, keys) in cross.items():
-            if not all(k in by_key for k in keys):
+            if not all((name, k) in by_key for k in keys):
                 issues_list.append(
                     ReadIssue(
                         "account_incomplete",
@@ -651,7 +679,7 @@ class ReferenceVenue:
                     )
                 )
                 for k in keys:
-                    by_key.pop(k, None)
+                    by_key.pop((name, k), None)
                 continue
             accounts_out.append(
                 CrossAccount(
@@ -665,13 +693,18 @@ class ReferenceVenue:
                     position_keys=tuple(keys),
                 )
             )
-        snapshot = Snapshot(
-            block_number=number,
-            block_time=block_time,
-            wallet=wallet_state,
-            markets=tuple(modelled.values()),
-            positions=tuple(by_key.values()),
-            accounts=tuple(accounts_out),
+        # Snapshot's checks hold by construction: one market per id (`modelled`), one position
+        # per key (`by_key`), every position in a modelled market (`_model_chunk` builds only
+        # those of a market with a valid price), every cross account's keys among the positions
+        # (checked above).
+        snapshot = Snapshot.trusted(
+            number,
+            block_time,
+            wallet_state,
+            tuple(modelled.values()),
+            tuple(by_key.values()),
+            tuple(accounts_out),
+            by_key,
         )
         trips = pin_trips + self._meta.round_trips - meta_trips
         trips += self._batches.round_trips - batch_trips
@@ -679,7 +712,7 @@ class ReferenceVenue:
 
     def _model_chunk(  # noqa: PLR0917
         self,
-        keys: Sequence[bytes],
+        keys: Sequence[str],
         holders: Sequence[str],
         answer: UniformResults,
         legs: Mapping[bytes, _Leg | None],
@@ -687,6 +720,8 @@ class ReferenceVenue:
         token: Token,
     ) -> tuple[list[Position], list[ReadIssue]]:
         """One chunk of positions(key) answers (288 bytes each, read in place) as Positions.
+
+        `keys` are the positions' keys as hex (no "0x"), as the request was made of them.
 
         Each answer is checked as `decode_position` and `Position` would check it: the account
         word (12 zero bytes and the owner), the two flags (0 or 1) and the market (one this
@@ -711,10 +746,10 @@ class ReferenceVenue:
         for account, key, at in zip(holders, keys, answer.offsets, strict=True):
             size = from_bytes(data[at + 128 : at + 160])  # big-endian, unsigned
             if size == 0:
-                problems.append(ReadIssue("position_missing", "0x" + key.hex(), "listed but empty"))
+                problems.append(ReadIssue("position_missing", "0x" + key, "listed but empty"))
                 continue
             if data[at : at + 32] != account_words[account]:
-                raise VenueDecodeError(f"position 0x{key.hex()} does not belong to {account}")
+                raise VenueDecodeError(f"position 0x{key} does not belong to {account}")
             leg = legs.get(data[at + 32 : at + 128], _UNKNOWN)  # isLong, isCross, marketId
             if not leg:
                 if leg is None:
@@ -723,7 +758,7 @@ class ReferenceVenue:
             index, market_id, side, mode, is_cross = leg
             entry = from_bytes(data[at + 192 : at + 224])
             if entry == 0:
-                raise VenueDecodeError(f"position 0x{key.hex()}: entry price is zero")
+                raise VenueDecodeError(f"position 0x{key}: entry price is zero")
             collateral = from_bytes(data[at + 160 : at + 192])
             then = from_bytes(data[at + 224 : at + 256])
             if then >> 255:  # an int256: two's complement
@@ -731,7 +766,7 @@ class ReferenceVenue:
             append(
                 position(
                     name,
-                    "0x" + key.hex(),
+                    "0x" + key,
                     account,
                     market_id,
                     side,
@@ -946,17 +981,17 @@ def _legs(markets: Mapping[int, RawMarket]) -> dict[bytes, _Leg | None]:
     return legs
 
 
-def _bad_leg(key: bytes, words: bytes) -> NoReturn:
+def _bad_leg(key: str, words: bytes) -> NoReturn:
     """Raise what is wrong with a position's (isLong, isCross, marketId) words."""
     if not {words[:32], words[32:64]} <= {_WORD_TRUE, _WORD_FALSE}:
         raise VenueDecodeError(
-            f"position 0x{key.hex()}: PerpExchange.positions: return data is not a Position "
+            f"position 0x{key}: PerpExchange.positions: return data is not a Position "
             "(a flag is neither true nor false)"
         )
-    raise VenueDecodeError(f"position 0x{key.hex()} is in an unknown market")
+    raise VenueDecodeError(f"position 0x{key} is in an unknown market")
 
 
-def _uniform(keys: Sequence[bytes], answer: UniformResults | list[CallResult]) -> UniformResults:
+def _uniform(keys: Sequence[str], answer: UniformResults | list[CallResult]) -> UniformResults:
     """The chunk's answers as `UniformResults`; VenueDecodeError naming the first that is not
     a Position (a reverted call, or return data that is not 288 bytes)."""
     if isinstance(answer, UniformResults):
@@ -965,7 +1000,7 @@ def _uniform(keys: Sequence[bytes], answer: UniformResults | list[CallResult]) -
     if uniform is not None:
         return uniform
     for key, result in zip(keys, answer, strict=True):
-        decode_position(_ok(result, f"positions(0x{key.hex()})"))  # raises for a bad one
+        decode_position(_ok(result, f"positions(0x{key})"))  # raises for a bad one
     raise AssertionError("unreachable: some result is not a Position")
 
 
@@ -1008,6 +1043,21 @@ _COLLECTOR_PAUSE = _CollectorPause()
 _Chunk = tuple[list[Position], list[ReadIssue]]
 
 
+@dataclass(frozen=True, slots=True)
+class _MetaRequest:
+    """The first batch of a read for one watch list: the watch as given (`accounts`,
+    `wallet`), the same checked (`checked`, `wallet_checked`, `words`: each account's address
+    word), and the batch's calls and their aggregate3 calldata as hex."""
+
+    accounts: tuple[str, ...]
+    wallet: str | None
+    checked: tuple[str, ...]
+    wallet_checked: str | None
+    words: dict[str, bytes]
+    calls: tuple[Call, ...]
+    calldata: str
+
+
 class _PositionRound:
     """The positions round of one read: exchange.positions(key) for every key, in Multicall3
     chunks of the venue's chunk size (at most max_concurrency in flight), each sent as soon as
@@ -1029,13 +1079,18 @@ class _PositionRound:
         self.markets_known = asyncio.Event()
         self.account_words = account_words
         self.block = block
-        self.keys: list[bytes] = []  # the positions' keys in read order,
+        self.keys: list[str] = []  # the positions' keys (hex, no "0x") in read order,
         self.holders: list[str] = []  # and the account of each
         self.sent = 0
         self.tasks: list[asyncio.Task[_Chunk]] = []
 
     async def add(self, account: str, keys: Sequence[bytes]) -> None:
         """Queue `account`'s position keys; send every chunk this fills."""
+        await self.add_hex(account, [key.hex() for key in keys])
+
+    async def add_hex(self, account: str, keys: Sequence[str]) -> None:
+        """`add` for keys given as hex (lowercase, no "0x", 64 characters each): the request
+        and the positions' keys are both made of these (each key is hexed once)."""
         self.keys += keys
         self.holders += [account] * len(keys)
         if len(self.keys) - self.sent >= self.size:
@@ -1069,10 +1124,10 @@ class _PositionRound:
         chunk = self._chunk(self.keys[start:end], self.holders[start:end])
         self.tasks.append(asyncio.ensure_future(chunk))
 
-    async def _chunk(self, keys: list[bytes], holders: list[str]) -> _Chunk:
+    async def _chunk(self, keys: list[str], holders: list[str]) -> _Chunk:
         venue = self.venue
         async with self.limit:
-            answer = await venue._batches.aggregate_uniform(
+            answer = await venue._batches.aggregate_uniform_hex(
                 venue.exchange, _POSITIONS_SELECTOR, keys, _POSITION_BYTES, block=self.block
             )
         uniform = _uniform(keys, answer)
