@@ -1015,6 +1015,7 @@ def _print_prepared(summary: dict[str, Any]) -> None:
 
 
 _OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "config": _config_check,
     "run": _run,
     "history": _history,
     "top-up": _manual,
@@ -1022,13 +1023,6 @@ _OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reduce": _manual,
     "close": _manual,
 }
-
-
-def _config_command(args: argparse.Namespace) -> int:
-    return _config_check(args)
-
-
-_OPERATOR_COMMANDS["config"] = _config_command
 
 
 # -- demo, devnet, keystore ---------------------------------------------------------------------
