@@ -7,6 +7,7 @@ fails when they differ from a fresh build, so the Python side never needs forge 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -35,3 +36,12 @@ def bytecode(name: str) -> str:
     """The creation bytecode of contract `name`, 0x-prefixed; empty for interfaces."""
     code: str = _load(name).get("bytecode", "")
     return code
+
+
+def abi_type(item: Mapping[str, Any]) -> str:
+    """The canonical type of an ABI input or output, tuples spelled out (for signatures)."""
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(abi_type(c) for c in item.get("components", []))
+        return f"({inner}){kind[len('tuple') :]}"
+    return kind

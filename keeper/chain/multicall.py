@@ -191,7 +191,13 @@ class Multicall:
         return left + right
 
     async def _call(self, chunk: list[Call], block: str) -> list[CallResult]:
-        tx: dict[str, Any] = {"to": self.address, "data": "0x" + encode_aggregate3(chunk).hex()}
+        data = await self._send_hex(encode_aggregate3(chunk).hex(), block)
+        return decode_aggregate3(data, len(chunk), address=self.address)
+
+    async def _send_hex(self, calldata_hex: str, block: str) -> bytes:
+        """One eth_call of aggregate3 calldata given as hex (no "0x") at `block`: the answer's
+        bytes; RpcMalformedResponseError when the result is not hex data."""
+        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata_hex}
         if self.gas is not None:
             tx["gas"] = hex(self.gas)
         params: list[Any] = [tx, block]
@@ -202,7 +208,6 @@ class Multicall:
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise RpcMalformedResponseError("eth_call", f"result is not hex data: {raw!r:.60}")
         try:
-            data = bytes.fromhex(raw[2:])
+            return bytes.fromhex(raw[2:])
         except ValueError:
             raise RpcMalformedResponseError("eth_call", "result is not hex data") from None
-        return decode_aggregate3(data, len(chunk), address=self.address)

@@ -21,6 +21,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_hash.auto import keccak
 
+from keeper.abis import abi_type
 from keeper.chain.jsonrpc import RpcResponseError
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
@@ -91,15 +92,6 @@ class RevertReason:
         return self.message
 
 
-def _abi_type(item: Mapping[str, Any]) -> str:
-    """The canonical type of an ABI input, tuples spelled out."""
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item.get("components", []))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
 def errors_of(entries: Iterable[Mapping[str, Any]]) -> list[CustomError]:
     """The custom errors declared in one ABI."""
     found = []
@@ -110,7 +102,7 @@ def errors_of(entries: Iterable[Mapping[str, Any]]) -> list[CustomError]:
         found.append(
             CustomError(
                 name=str(entry["name"]),
-                types=tuple(_abi_type(i) for i in inputs),
+                types=tuple(abi_type(i) for i in inputs),
                 names=tuple(str(i.get("name", "")) for i in inputs),
             )
         )

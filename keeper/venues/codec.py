@@ -18,11 +18,17 @@ failed call, a result of another size or a malformed answer is reported exactly 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Self
 
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
+from eth_hash.auto import keccak
+
+from keeper.abis import abi, abi_type
 from keeper.chain.jsonrpc import RpcError, RpcMalformedResponseError
 from keeper.chain.multicall import (
     AGGREGATE3_SELECTOR,
@@ -31,9 +37,65 @@ from keeper.chain.multicall import (
     Multicall,
     MulticallError,
 )
-from keeper.chain.multicall3_code import MULTICALL3_RUNTIME
 from keeper.chain.rpc import ErrorKind, block_param, classify_error
 from keeper.venues.base import VenueDecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class ContractFn:
+    """One function of an ABI: selector (hashed once: reads encode thousands of calls),
+    argument and return types, and coding that names the call when data does not fit."""
+
+    contract: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    selector: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "selector", keccak(self.signature.encode())[:4])
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({','.join(self.inputs)})"
+
+    @classmethod
+    def from_abi(cls, contract: str, name: str, entries: Iterable[Mapping[str, Any]]) -> Self:
+        """Function `name` of `entries` (the ABI of `contract`); LookupError if absent."""
+        for entry in entries:
+            if entry.get("type") == "function" and entry.get("name") == name:
+                return cls(
+                    contract,
+                    name,
+                    tuple(abi_type(i) for i in entry.get("inputs", [])),
+                    tuple(abi_type(o) for o in entry.get("outputs", [])),
+                )
+        raise LookupError(f"no function {name} in the {contract} ABI")
+
+    @classmethod
+    def of(cls, contract: str, name: str) -> Self:
+        """Function `name` of the ABI shipped in keeper/abis for `contract`."""
+        return cls.from_abi(contract, name, abi(contract))
+
+    def encode(self, *args: Any) -> bytes:
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def decode_input(self, data: bytes) -> tuple[Any, ...]:
+        """The arguments of calldata for this function; VenueDecodeError if it is not one."""
+        if data[:4] != self.selector:
+            raise VenueDecodeError(f"{self.contract}.{self.name}: calldata has another selector")
+        return tuple(abi_decode(list(self.inputs), data[4:]))
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        """The return values; VenueDecodeError naming the call when `data` is not them."""
+        try:
+            return tuple(abi_decode(list(self.outputs), data))
+        except (DecodingError, ValueError, OverflowError) as exc:
+            raise VenueDecodeError(
+                f"{self.contract}.{self.name}: return data does not decode ({len(data)} bytes): "
+                f"{exc}"
+            ) from None
+
 
 log = logging.getLogger(__name__)
 
@@ -401,20 +463,3 @@ class FastMulticall(Multicall):
     async def _send(self, calldata: bytes, block: str) -> bytes:
         """One eth_call of aggregate3 `calldata` at `block`: the answer's bytes."""
         return await self._send_hex(calldata.hex(), block)
-
-    async def _send_hex(self, calldata_hex: str, block: str) -> bytes:
-        """One eth_call of aggregate3 calldata given as hex (no "0x") at `block`."""
-        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata_hex}
-        if self.gas is not None:
-            tx["gas"] = hex(self.gas)
-        params: list[Any] = [tx, block]
-        if self.code_override:
-            params.append({self.address: {"code": "0x" + MULTICALL3_RUNTIME.hex()}})
-        self.round_trips += 1
-        raw = await self.rpc.request("eth_call", params)
-        if not isinstance(raw, str) or not raw.startswith("0x"):
-            raise RpcMalformedResponseError("eth_call", f"result is not hex data: {raw!r:.60}")
-        try:
-            return bytes.fromhex(raw[2:])
-        except ValueError:
-            raise RpcMalformedResponseError("eth_call", "result is not hex data") from None

@@ -48,16 +48,16 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import aiohttp
 from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from keeper.abis import abi as shipped_abi
+from keeper.abis import abi_type
 from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcResponseError
 from keeper.chain.multicall import MULTICALL3_ADDRESS, Call, CallResult, Multicall
 from keeper.chain.revert import RevertReason, decode_revert, revert_data
@@ -96,6 +96,7 @@ from keeper.venues.base import (
     VenueRead,
     Watch,
 )
+from keeper.venues.codec import ContractFn
 from keeper.venues.gmx_math import (
     FLOAT_PRECISION,
     GasParams,
@@ -204,60 +205,13 @@ def gmx_abi(name: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _abi_type(item: Mapping[str, Any]) -> str:
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item.get("components", []))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
 @dataclass(frozen=True, slots=True)
-class GmxFn:
-    """One function of a GMX ABI fragment (or a shipped ABI): selector, coding, errors named."""
-
-    contract: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+class GmxFn(ContractFn):
+    """One function of a GMX ABI fragment (keeper/abis/gmx), or of a shipped ABI."""
 
     @classmethod
-    def of(cls, contract: str, name: str, *, shipped: bool = False) -> GmxFn:
-        entries = shipped_abi(contract) if shipped else gmx_abi(contract)
-        for entry in entries:
-            if entry.get("type") == "function" and entry.get("name") == name:
-                return cls(
-                    contract,
-                    name,
-                    tuple(_abi_type(i) for i in entry.get("inputs", [])),
-                    tuple(_abi_type(o) for o in entry.get("outputs", [])),
-                )
-        raise LookupError(f"no function {name} in the {contract} ABI")
-
-    @property
-    def signature(self) -> str:
-        return f"{self.name}({','.join(self.inputs)})"
-
-    @property
-    def selector(self) -> bytes:
-        return keccak(self.signature.encode())[:4]
-
-    def encode(self, *args: Any) -> bytes:
-        return self.selector + abi_encode(list(self.inputs), list(args))
-
-    def decode_input(self, data: bytes) -> tuple[Any, ...]:
-        if data[:4] != self.selector:
-            raise VenueDecodeError(f"{self.contract}.{self.name}: calldata has another selector")
-        return tuple(abi_decode(list(self.inputs), data[4:]))
-
-    def decode(self, data: bytes) -> tuple[Any, ...]:
-        try:
-            return tuple(abi_decode(list(self.outputs), data))
-        except (DecodingError, ValueError, OverflowError) as exc:
-            raise VenueDecodeError(
-                f"{self.contract}.{self.name}: return data does not decode ({len(data)} bytes): "
-                f"{exc}"
-            ) from None
+    def of(cls, contract: str, name: str, *, shipped: bool = False) -> Self:
+        return cls.from_abi(contract, name, shipped_abi(contract) if shipped else gmx_abi(contract))
 
 
 _GET_UINT = GmxFn.of("DataStore", "getUint")
@@ -287,7 +241,7 @@ _BLOCK_TIME = GmxFn.of("Multicall3", "getCurrentBlockTimestamp", shipped=True)
 _BLOCK_NUMBER = GmxFn.of("Multicall3", "getBlockNumber", shipped=True)
 
 _EVENT_LOG_DATA = next(
-    _abi_type(i)
+    abi_type(i)
     for e in gmx_abi("EventEmitter")
     if e.get("name") == "EventLog2"
     for i in e["inputs"]

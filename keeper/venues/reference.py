@@ -46,13 +46,10 @@ import asyncio
 import gc
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn, cast
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
@@ -99,6 +96,7 @@ from keeper.venues.base import (
     sync_action_state,
 )
 from keeper.venues.codec import (
+    ContractFn,
     FastMulticall,
     UniformResults,
     address_word,
@@ -139,55 +137,6 @@ ONE_USD = Price(10**PRICE_DECIMALS, PRICE_DECIMALS)
 
 
 # --- ABI plumbing ----------------------------------------------------------------------------
-
-
-def _abi_type(item: Mapping[str, Any]) -> str:
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item.get("components", []))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
-@dataclass(frozen=True, slots=True)
-class ContractFn:
-    """One function of a shipped ABI: selector and argument and return types."""
-
-    contract: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    selector: bytes = field(init=False, repr=False, compare=False)
-    """The 4-byte selector (hashed once: reads encode thousands of calls)."""
-
-    def __post_init__(self) -> None:
-        signature = f"{self.name}({','.join(self.inputs)})"
-        object.__setattr__(self, "selector", keccak(signature.encode())[:4])
-
-    @classmethod
-    def of(cls, contract: str, name: str) -> ContractFn:
-        for entry in abi(contract):
-            if entry.get("type") == "function" and entry.get("name") == name:
-                return cls(
-                    contract,
-                    name,
-                    tuple(_abi_type(i) for i in entry.get("inputs", [])),
-                    tuple(_abi_type(o) for o in entry.get("outputs", [])),
-                )
-        raise LookupError(f"no function {name} in the {contract} ABI")
-
-    def encode(self, *args: Any) -> bytes:
-        return self.selector + abi_encode(list(self.inputs), list(args))
-
-    def decode(self, data: bytes) -> tuple[Any, ...]:
-        """The return values; VenueDecodeError naming the call when `data` is not them."""
-        try:
-            return tuple(abi_decode(list(self.outputs), data))
-        except (DecodingError, ValueError, OverflowError) as exc:
-            raise VenueDecodeError(
-                f"{self.contract}.{self.name}: return data does not decode ({len(data)} bytes): "
-                f"{exc}"
-            ) from None
 
 
 _GET_MARKETS = ContractFn.of("PerpLens", "getMarkets")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from keeper import margin
 from keeper.abis import abi as shipped_abi
+from keeper.abis import abi_type
 from keeper.model import Basis, Strictness, Token
 from keeper.venues import gmx
 from keeper.venues.base import LogEntry, VenueError
@@ -416,8 +417,8 @@ def _signatures(entries: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
     for e in entries:
         if e.get("type") not in ("function", "event"):
             continue
-        types = ",".join(gmx._abi_type(i) for i in e["inputs"])
-        outputs = tuple(gmx._abi_type(o) for o in e.get("outputs", []))
+        types = ",".join(abi_type(i) for i in e["inputs"])
+        outputs = tuple(abi_type(o) for o in e.get("outputs", []))
         indexed = tuple(str(i.get("indexed", "")) for i in e["inputs"])
         out[f"{e['type']} {e['name']}({types})"] = outputs + indexed
     return out
