@@ -20,7 +20,7 @@ from keeper.testing.devnet import Devnet
 from keeper.venues.base import Venue, VenueDecodeError, VenueError, Watch
 from keeper.venues.reference import ReferenceVenue
 from tests.integration.venues.conftest import ProxyFactory, connect
-from tests.integration.venues.support import open_book, open_isolated
+from tests.integration.venues.support import open_book
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ async def test_reads_are_pinned_to_one_block(devnet: Devnet, venue: ReferenceVen
     devnet.set_price("ETH", Decimal("1800"))
     devnet.chain.advance_time(3_600)
     trader = devnet.account("trader")
-    open_isolated(devnet, trader, "BTC", long=True, collateral=1_000, size="0.1")
+    devnet.open_isolated(trader, "BTC", long=True, collateral=1_000, size="0.1")
     later = await venue.snapshot(watch(devnet))
     assert later.block_number > first.block_number
     assert len(later.positions) == len(first.positions) + 1
