@@ -284,18 +284,28 @@ def send_as(
         if not already:
             rpc(node, "anvil_stopImpersonatingAccount", who)
     if automine_enabled(node):
-        receipt = rpc(node, "eth_getTransactionReceipt", tx_hash)
-        deadline = time.monotonic() + 10
-        while receipt is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            receipt = rpc(node, "eth_getTransactionReceipt", tx_hash)
-        if receipt is None:
-            raise ChainHelperError(f"{what} from {who} ({tx_hash}) was not mined within 10s")
+        receipt = wait_for_receipt(node, tx_hash, what=f"{what} from {who}")
         if int(receipt["status"], 16) != 1:
             raise ChainHelperError(
                 f"{what} from {who} ({tx_hash}) reverted in block {int(receipt['blockNumber'], 16)}"
             )
     return tx_hash
+
+
+def wait_for_receipt(
+    node: Node, tx_hash: str, *, timeout: float = 10.0, what: str = "transaction"
+) -> dict[str, Any]:
+    """The receipt of `tx_hash`, waiting for it: Anvil's automine can answer
+    eth_sendTransaction a moment before the block with the receipt is there."""
+    deadline = time.monotonic() + timeout
+    receipt = rpc(node, "eth_getTransactionReceipt", tx_hash)
+    while receipt is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        receipt = rpc(node, "eth_getTransactionReceipt", tx_hash)
+    if receipt is None:
+        raise ChainHelperError(f"{what} ({tx_hash}) was not mined within {timeout:g}s")
+    found: dict[str, Any] = receipt
+    return found
 
 
 # -- ERC-20 balances -----------------------------------------------------------------------------
@@ -633,6 +643,9 @@ class Chain:
 
     def send_as(self, sender: str, to: str, data: bytes = b"", **kw: Any) -> str:
         return send_as(self.node, sender, to, data, **kw)
+
+    def wait_for_receipt(self, tx_hash: str, **kw: Any) -> dict[str, Any]:
+        return wait_for_receipt(self.node, tx_hash, **kw)
 
     def set_balance(self, address: str, wei: int) -> None:
         set_balance(self.node, address, wei)

@@ -20,6 +20,7 @@ from keeper.chain.multicall import (
 from keeper.chain.multicall3_code import MULTICALL3_CODE_HASH
 from keeper.chain.rpc import CountingRpc, FailoverRpc
 from keeper.testing.anvil import Anvil
+from keeper.testing.helpers import wait_for_receipt
 from tests.integration.chain.support import DEV_ADDRESS, REVERTER, REVERTER_CODE, ProxyFactory
 
 pytestmark = pytest.mark.integration
@@ -119,7 +120,7 @@ async def test_project_multicall3_at_another_address(anvil_snapshot: Anvil) -> N
     tx_hash = anvil_snapshot.rpc(
         "eth_sendTransaction", {"from": DEV_ADDRESS, "data": creation, "gas": hex(5_000_000)}
     )
-    address = anvil_snapshot.rpc("eth_getTransactionReceipt", tx_hash)["contractAddress"]
+    address = wait_for_receipt(anvil_snapshot, tx_hash)["contractAddress"]
     anvil_snapshot.rpc("anvil_setCode", REVERTER, REVERTER_CODE)
     empty_account = "0x000000000000000000000000000000000000e111"
     async with FailoverRpc([anvil_snapshot.url]) as rpc:

@@ -53,7 +53,8 @@ def test_impersonation_sends_from_an_account_without_its_key(chain: Chain) -> No
         chain.rpc("eth_sendTransaction", tx)
     with chain.impersonating(who) as address:
         assert address == to_checksum_address(who)
-        chain.rpc("eth_sendTransaction", tx)
+        tx_hash = chain.rpc("eth_sendTransaction", tx)
+    chain.wait_for_receipt(tx_hash)
     assert chain.eth_balance(who) < 10**18 - 1000
     with pytest.raises(AnvilError):
         chain.rpc("eth_sendTransaction", tx)
