@@ -14,6 +14,7 @@ from keeper.chain.rpc import FailoverRpc
 from keeper.journal import IntentStatus, Journal, TxStatus
 from keeper.signer import Signer
 from keeper.testing.anvil import Anvil
+from keeper.testing.helpers import wait_for_receipt
 from keeper.txs import GAS_PRICE_ORACLE, ChainKind, Failure, FeePolicy, TxManager, TxRequest
 from tests.integration.txs.conftest import (
     SINK,
@@ -88,10 +89,7 @@ async def test_simulated_revert_is_decoded_and_nothing_sent(
 ) -> None:
     deployer = node.rpc("eth_accounts")[0]
     deploy = node.rpc("eth_sendTransaction", {"from": deployer, "data": bytecode("TestUSDC")})
-    await asyncio.sleep(0.2)
-    usdc = receipt(node, deploy)
-    assert usdc is not None
-    token = usdc["contractAddress"]
+    token = wait_for_receipt(node, deploy)["contractAddress"]
     selector = keccak(b"transferFrom(address,address,uint256)")[:4]
     data = selector + encode(["address", "address", "uint256"], [deployer, wallet.address, 5])
     intent_id = open_intent(journal)
@@ -110,7 +108,9 @@ async def test_simulated_revert_is_decoded_and_nothing_sent(
 async def test_fee_above_cap_sends_nothing(
     rpc: FailoverRpc, journal: Journal, node: Anvil, wallet: Wallet
 ) -> None:
-    base = int(node.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"], 16)
+    # the next block's base fee (what the manager prices against; at genesis it is well below
+    # the latest block's)
+    base = int(node.rpc("eth_feeHistory", "0x1", "latest", [])["baseFeePerGas"][-1], 16)
     config = tx_config(fees=FeePolicy(max_fee_cap=base // 2, min_priority_fee=1))
     manager = TxManager(rpc, journal, Signer.from_key(wallet.key), config)
     intent_id = open_intent(journal)
