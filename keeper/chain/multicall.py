@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from binascii import a2b_hex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,6 @@ class Multicall:
         if not isinstance(raw, str) or not raw.startswith("0x"):
             raise RpcMalformedResponseError("eth_call", f"result is not hex data: {raw!r:.60}")
         try:
-            return bytes.fromhex(raw[2:])
+            return a2b_hex(raw[2:])  # strict: no whitespace, unlike bytes.fromhex
         except ValueError:
             raise RpcMalformedResponseError("eth_call", "result is not hex data") from None

@@ -44,6 +44,7 @@ import enum
 import logging
 import math
 import time
+from binascii import a2b_hex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -430,7 +431,7 @@ def _hex_str(value: Any) -> str:
 
 
 def _hex_bytes(value: Any) -> bytes:
-    return bytes.fromhex(_hex_str(value)[2:])
+    return a2b_hex(_hex_str(value)[2:])  # strict: no whitespace, unlike bytes.fromhex
 
 
 BlockId = int | str  # a block number, or a tag: "latest", "pending", "safe", "finalized"
