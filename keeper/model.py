@@ -244,6 +244,12 @@ class _PositionFields:
     __slots__ = Position.__slots__
 
 
+POSITION_SLOTS: type = _PositionFields
+"""`Position.trusted` inlined, for an adapter's innermost loop only: fill in every field of
+`object.__new__(POSITION_SLOTS)` (all of `Position.__slots__`) and assign `Position` to its
+`__class__`; the result is `Position.trusted(...)` of the same values, under its conditions."""
+
+
 _TRUSTED_SETS = (
     "venue",
     "key",
@@ -305,26 +311,34 @@ class Snapshot:
     _markets: Mapping[tuple[str, str], Market] = field(
         init=False, repr=False, compare=False, hash=False
     )
-    _positions: Mapping[tuple[str, str], Position] = field(
+    _positions: Mapping[str, Mapping[str, Position]] = field(
         init=False, repr=False, compare=False, hash=False
     )
+    """venue -> key -> position: one dict per venue, keyed by the keys themselves (no tuple
+    per position to build and hash)."""
 
     def __post_init__(self) -> None:
         markets = {(m.venue, m.market_id): m for m in self.markets}
-        positions = {(p.venue, p.key): p for p in self.positions}
+        positions: dict[str, dict[str, Position]] = {}
+        for p in self.positions:
+            positions.setdefault(p.venue, {})[p.key] = p
         if len(markets) != len(self.markets):
             raise ValueError("snapshot: duplicate market")
-        if len(positions) != len(self.positions):
+        if sum(map(len, positions.values())) != len(self.positions):
             raise ValueError("snapshot: duplicate position key")
         for p in self.positions:
             if (p.venue, p.market_id) not in markets:
                 raise ValueError(f"snapshot: position {p.key} is in unknown market {p.market_id}")
         for a in self.accounts:
             for k in a.position_keys:
-                if (a.venue, k) not in positions:
+                if k not in positions.get(a.venue, {}):
                     raise ValueError(f"snapshot: account {a.key} lists unknown position {k}")
         object.__setattr__(self, "_markets", MappingProxyType(markets))
-        object.__setattr__(self, "_positions", MappingProxyType(positions))
+        object.__setattr__(
+            self,
+            "_positions",
+            MappingProxyType({v: MappingProxyType(ps) for v, ps in positions.items()}),
+        )
 
     @classmethod
     def trusted(  # noqa: PLR0917 (the fields in order, then the position index)
@@ -335,7 +349,7 @@ class Snapshot:
         markets: tuple[Market, ...],
         positions: tuple[Position, ...],
         accounts: tuple[CrossAccount, ...],
-        positions_index: dict[tuple[str, str], Position],
+        positions_index: Mapping[str, dict[str, Position]],
     ) -> Snapshot:
         """Trusted: the caller has validated. Builds the Snapshot without `__post_init__`.
 
@@ -343,9 +357,9 @@ class Snapshot:
         markets with one (venue, market_id), no two positions with one (venue, key), every
         position in one of `markets`, every key an account lists among `positions`. The
         caller also hands over the position index it built on the way, `positions_index`:
-        exactly `{(p.venue, p.key): p for p in positions}`, in that order (it is kept, not
-        copied: the caller must not change it afterwards). The market index is built here.
-        The result equals, hashes and behaves exactly like `Snapshot(...)`.
+        venue -> key -> position for exactly `positions`, in that order (the inner dicts are
+        kept, not copied: the caller must not change them afterwards). The market index is
+        built here. The result equals, hashes and behaves exactly like `Snapshot(...)`.
         """
         obj = _new(cls)
         setattr_ = object.__setattr__
@@ -356,7 +370,11 @@ class Snapshot:
         setattr_(obj, "positions", positions)
         setattr_(obj, "accounts", accounts)
         setattr_(obj, "_markets", MappingProxyType({(m.venue, m.market_id): m for m in markets}))
-        setattr_(obj, "_positions", MappingProxyType(positions_index))
+        setattr_(
+            obj,
+            "_positions",
+            MappingProxyType({v: MappingProxyType(ps) for v, ps in positions_index.items()}),
+        )
         return obj
 
     def market(self, venue: str, market_id: str) -> Market:
@@ -366,10 +384,11 @@ class Snapshot:
         return self._markets[(position.venue, position.market_id)]
 
     def position(self, venue: str, key: str) -> Position:
-        return self._positions[(venue, key)]
+        return self._positions[venue][key]
 
     def positions_of(self, account: CrossAccount) -> tuple[Position, ...]:
-        return tuple(self._positions[(account.venue, k)] for k in account.position_keys)
+        index = self._positions[account.venue]
+        return tuple(index[k] for k in account.position_keys)
 
 
 if Snapshot.__slots__ != (

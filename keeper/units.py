@@ -236,6 +236,12 @@ class _FixedFields:
     __slots__ = _Fixed.__slots__
 
 
+VALUE_SLOTS: type = _FixedFields
+"""`_Fixed.trusted` inlined, for an adapter's innermost loop only (one function call less per
+value, five per position): `v = object.__new__(VALUE_SLOTS); v.raw = raw; v.decimals =
+decimals; v.__class__ = TokenAmount` is `TokenAmount.trusted(raw, decimals)`, under the same
+conditions (`raw` an int, `decimals` an int in [0, MAX_DECIMALS]); likewise Price and Usd."""
+
 _new = object.__new__
 
 

@@ -59,6 +59,7 @@ from keeper.chain.multicall import Call, CallResult
 from keeper.chain.revert import RevertReason, decode_revert, revert_data
 from keeper.chain.rpc import Reads
 from keeper.model import (
+    POSITION_SLOTS,
     Action,
     Alert,
     Basis,
@@ -78,7 +79,7 @@ from keeper.model import (
     Wallet,
     Withdraw,
 )
-from keeper.units import CONTEXT, Price, TokenAmount, Usd
+from keeper.units import CONTEXT, VALUE_SLOTS, Price, TokenAmount, Usd
 from keeper.venues.base import (
     ActionState,
     Execution,
@@ -615,11 +616,10 @@ class ReferenceVenue:
             await positions_round.cancel()
             raise
         issues_list[:0] = issues  # the positions' issues first, as before
-        name = self.name
-        by_key = {(name, p.key): p for p in positions}  # the Snapshot's index
+        by_key = positions  # the Snapshot's index for this venue
         accounts_out = []
         for account, (balance, keys) in cross.items():
-            if not all((name, k) in by_key for k in keys):
+            if not all(k in by_key for k in keys):
                 issues_list.append(
                     ReadIssue(
                         "account_incomplete",
@@ -628,7 +628,7 @@ class ReferenceVenue:
                     )
                 )
                 for k in keys:
-                    by_key.pop((name, k), None)
+                    by_key.pop(k, None)
                 continue
             accounts_out.append(
                 CrossAccount(
@@ -653,7 +653,7 @@ class ReferenceVenue:
             tuple(modelled.values()),
             tuple(by_key.values()),
             tuple(accounts_out),
-            by_key,
+            {self.name: by_key},
         )
         trips = pin_trips + self._meta.round_trips - meta_trips
         trips += self._batches.round_trips - batch_trips
@@ -667,30 +667,31 @@ class ReferenceVenue:
         legs: Mapping[bytes, _Leg | None],
         account_words: Mapping[str, bytes],
         token: Token,
-    ) -> tuple[list[Position], list[ReadIssue]]:
-        """One chunk of positions(key) answers (288 bytes each, read in place) as Positions.
+    ) -> tuple[dict[str, Position], list[ReadIssue]]:
+        """One chunk of positions(key) answers (288 bytes each, read in place) as Positions,
+        keyed by their keys ("0x" and hex), in read order.
 
         `keys` are the positions' keys as hex (no "0x"), as the request was made of them.
 
         Each answer is checked as `decode_position` and `Position` would check it: the account
         word (12 zero bytes and the owner), the two flags (0 or 1) and the market (one this
         read knows) by looking the three words up in `legs`, size and entry price positive.
-        The values are then built with the trusted constructors: every check they would make
-        is made here (the integers come from `int.from_bytes`, the decimals are constants or
-        the collateral token's, checked once per read).
+        The values are then built as the trusted constructors build them, inlined
+        (`VALUE_SLOTS`, `POSITION_SLOTS`): every check those would skip is made here (the
+        integers come from `int.from_bytes`, the decimals are constants or the collateral
+        token's, checked once per read). A zero collateral (every cross position's) is one
+        shared value per chunk.
         """
         name = self.name
         decimals = token.decimals
         from_bytes = int.from_bytes
-        amount, price, usd, position = (
-            TokenAmount.trusted,
-            Price.trusted,
-            Usd.trusted,
-            Position.trusted,
-        )
+        new = object.__new__
+        value_slots, position_slots = VALUE_SLOTS, POSITION_SLOTS
+        amount_cls, price_cls, usd_cls, position_cls = TokenAmount, Price, Usd, Position
+        zero_amount = TokenAmount.trusted(0, decimals)
+        zero_usd = Usd.trusted(0, decimals)
         data = answer.data
-        out: list[Position] = []
-        append = out.append
+        out: dict[str, Position] = {}
         problems: list[ReadIssue] = []
         for account, key, at in zip(holders, keys, answer.offsets, strict=True):
             size = from_bytes(data[at + 128 : at + 160])  # big-endian, unsigned
@@ -712,24 +713,47 @@ class ReferenceVenue:
             then = from_bytes(data[at + 224 : at + 256])
             if then >> 255:  # an int256: two's complement
                 then -= _TWO_256
-            append(
-                position(
-                    name,
-                    "0x" + key,
-                    account,
-                    market_id,
-                    side,
-                    amount(size, SIZE_DECIMALS),
-                    price(entry, PRICE_DECIMALS),
-                    token,
-                    amount(collateral, decimals),
-                    ONE_USD,
-                    usd(collateral, decimals),
-                    usd(-((-size * (index - then)) // USD_SCALE), decimals),  # funding_owed
-                    mode,
-                    account if is_cross else None,
-                )
-            )
+            p: Any = new(position_slots)
+            v: Any = new(value_slots)
+            v.raw = size
+            v.decimals = SIZE_DECIMALS
+            v.__class__ = amount_cls
+            p.size = v
+            v = new(value_slots)
+            v.raw = entry
+            v.decimals = PRICE_DECIMALS
+            v.__class__ = price_cls
+            p.entry_price = v
+            if collateral:
+                v = new(value_slots)
+                v.raw = collateral
+                v.decimals = decimals
+                v.__class__ = amount_cls
+                p.collateral = v
+                v = new(value_slots)
+                v.raw = collateral
+                v.decimals = decimals
+                v.__class__ = usd_cls
+                p.collateral_usd = v
+            else:
+                p.collateral = zero_amount
+                p.collateral_usd = zero_usd
+            v = new(value_slots)
+            v.raw = -((-size * (index - then)) // USD_SCALE)  # funding_owed
+            v.decimals = decimals
+            v.__class__ = usd_cls
+            p.fees = v
+            p.venue = name
+            p.key = key = "0x" + key
+            p.account = account
+            p.market_id = market_id
+            p.side = side
+            p.collateral_token = token
+            p.collateral_price = ONE_USD
+            p.mode = mode
+            p.cross_account = account if is_cross else None
+            p.__class__ = position_cls
+            out[key] = p
         return out, problems
 
     # -- acting ---------------------------------------------------------------------------------
@@ -989,7 +1013,7 @@ class _CollectorPause:
 _COLLECTOR_PAUSE = _CollectorPause()
 
 
-_Chunk = tuple[list[Position], list[ReadIssue]]
+_Chunk = tuple[dict[str, Position], list[ReadIssue]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1048,16 +1072,16 @@ class _PositionRound:
             await asyncio.sleep(0)  # let the new chunk go out before decoding on
 
     async def results(self, markets: Mapping[int, RawMarket]) -> _Chunk:
-        """Every queued position, modelled with this read's `markets`, in read order, and the
-        issues met."""
+        """Every queued position, modelled with this read's `markets`, by key in read order
+        (a key listed twice is one position), and the issues met."""
         self.legs = _legs(markets)
         self.markets_known.set()
         if self.sent < len(self.keys):
             self._start(len(self.keys) - self.sent)
-        positions: list[Position] = []
+        positions: dict[str, Position] = {}
         issues: list[ReadIssue] = []
         for out, problems in await asyncio.gather(*self.tasks):
-            positions += out
+            positions |= out
             issues += problems
         return positions, issues
 

@@ -144,7 +144,7 @@ def _snapshot_parts() -> tuple[
 def test_trusted_snapshot_equals_validated_one() -> None:
     parts = _snapshot_parts()
     checked = Snapshot(*parts)
-    index = {(p.venue, p.key): p for p in parts[4]}
+    index = {"refex": {p.key: p for p in parts[4]}}
     trusted = Snapshot.trusted(*parts, index)
     assert type(trusted) is Snapshot
     assert trusted == checked

@@ -110,7 +110,9 @@ async def run_round(
     try:
         for key, holder in zip(keys, holders, strict=True):
             await positions_round.add(holder, [key])
-        return await positions_round.results(MARKETS)
+        positions, issues = await positions_round.results(MARKETS)
+        assert all(key == p.key for key, p in positions.items())
+        return list(positions.values()), issues
     except BaseException:
         await positions_round.cancel()
         raise
