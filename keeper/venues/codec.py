@@ -100,6 +100,7 @@ class ContractFn:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Aggregate3Answer",
     "FastMulticall",
     "UniformResults",
     "address_word",
@@ -333,6 +334,95 @@ def decode_aggregate3(data: bytes, expected: int, *, address: str = "") -> list[
     return results
 
 
+class Aggregate3Answer:
+    """aggregate3's return data ((bool, bytes)[]) read lazily, for a large batch read in order.
+
+    The array's offset, its count (`expected`) and the bounds of its heads are checked at
+    once; each result when it is read, with `decode_aggregate3`'s checks and errors. Nothing
+    is copied out or allocated for a result until it is asked for, and `bytes32_hex` reads a
+    bytes32[] result as hex keys straight from the answer. So the caller can act on the first
+    results (send the requests they name) before the rest is decoded.
+    """
+
+    __slots__ = ("_base", "_count", "_data")
+
+    def __init__(self, data: bytes, expected: int, *, address: str = "") -> None:
+        if not data:
+            where = address or "the address"
+            raise MulticallError(
+                "eth_call", f"aggregate3 returned no data: is Multicall3 deployed at {where}?"
+            )
+        start = _word(data, 0, _ANSWER)
+        count = _word(data, start, _ANSWER)
+        if count != expected:
+            raise RpcMalformedResponseError(
+                "eth_call", f"aggregate3 returned {count} results for {expected} calls"
+            )
+        base = start + WORD
+        if base + count * WORD > len(data):
+            raise RpcMalformedResponseError("eth_call", f"{_ANSWER}: answer cut short")
+        self._data = data
+        self._base = base
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def locate(self, index: int) -> tuple[bool, int, int]:
+        """Result `index`: its success flag and where its return data starts and ends."""
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        data, base = self._data, self._base
+        size = len(data)
+        from_bytes = int.from_bytes
+        head = base + index * WORD
+        element = base + from_bytes(data[head : head + WORD], "big")
+        flag = data[element : element + WORD]
+        at = element + from_bytes(data[element + WORD : element + 2 * WORD], "big")
+        if at + WORD > size or element + 2 * WORD > size:
+            raise RpcMalformedResponseError("eth_call", f"{_ANSWER}: answer cut short")
+        end = at + WORD + from_bytes(data[at : at + WORD], "big")
+        if end > size or (flag not in (_TRUE, _FALSE)):
+            raise RpcMalformedResponseError("eth_call", f"{_ANSWER}: result {index} is malformed")
+        return flag == _TRUE, at + WORD, end
+
+    def result(self, index: int) -> CallResult:
+        """Result `index` as `decode_aggregate3` gives it."""
+        success, start, end = self.locate(index)
+        return CallResult(success, self._data[start:end])
+
+    def uint(self, index: int, what: str) -> int | None:
+        """Result `index`, one returned word, as `read_words(data, 1, what)[0]` reads it; None
+        when the call failed."""
+        success, start, end = self.locate(index)
+        if not success:
+            return None
+        if end - start != WORD:
+            raise VenueDecodeError(f"{what}: expected {WORD} bytes, got {end - start}")
+        return int.from_bytes(self._data[start:end], "big")
+
+    def bytes32_hex(self, index: int, what: str) -> list[str] | None:
+        """Result `index`, a returned bytes32[], as `read_bytes32_hex` reads it (same checks
+        and errors); None when the call failed (`result` has its revert data)."""
+        success, start, end = self.locate(index)
+        if not success:
+            return None
+        data = self._data
+        if end - start < 2 * WORD:
+            raise VenueDecodeError(f"{what}: expected a bytes32[], got {end - start} bytes")
+        offset = int.from_bytes(data[start : start + WORD], "big")
+        if offset != WORD:
+            raise VenueDecodeError(f"{what}: bad array offset {offset}")
+        count = int.from_bytes(data[start + WORD : start + 2 * WORD], "big")
+        if end - start != (2 + count) * WORD:
+            raise VenueDecodeError(f"{what}: {count} keys do not fit in {end - start} bytes")
+        text = data[start + 2 * WORD : end].hex()
+        return [text[i : i + 2 * WORD] for i in range(0, len(text), 2 * WORD)]
+
+
+_ANSWER = "aggregate3 answer"
+
+
 def read_words(data: bytes, count: int, what: str) -> list[int]:
     """Exactly `count` static words (a struct of value types); VenueDecodeError otherwise."""
     if len(data) != count * WORD:
@@ -446,6 +536,22 @@ class FastMulticall(Multicall):
                 raise
             return await self._refused(list(calls), exc, block)
         return decode_aggregate3(data, len(calls), address=self.address)
+
+    async def aggregate_prepared_answer(
+        self, calls: Sequence[Call], calldata_hex: str, *, block: int
+    ) -> Aggregate3Answer | list[CallResult]:
+        """`aggregate_prepared`, its answer read lazily (`Aggregate3Answer`) when it came in
+        one piece; the CallResults when the batch was split (too many calls for one chunk, or
+        refused for its size)."""
+        if not calls or len(calls) > self.chunk_size:
+            return await self.aggregate_prepared(calls, calldata_hex, block=block)
+        try:
+            data = await self._send_hex(calldata_hex, block_param(block))
+        except RpcError as exc:
+            if classify_error(exc) is not ErrorKind.TOO_LARGE:
+                raise
+            return await self._refused(list(calls), exc, block)
+        return Aggregate3Answer(data, len(calls), address=self.address)
 
     async def _refused(self, calls: list[Call], exc: RpcError, block: int) -> list[CallResult]:
         """A single batch of `calls` refused for its size: halved like `aggregate` does (the

@@ -97,6 +97,7 @@ from keeper.venues.base import (
     sync_action_state,
 )
 from keeper.venues.codec import (
+    Aggregate3Answer,
     ContractFn,
     FastMulticall,
     UniformResults,
@@ -361,16 +362,52 @@ def map_position(
     )
 
 
-def _uint(result: CallResult, what: str) -> int:
-    if not result.success:
-        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
-    return read_words(result.data, 1, what)[0]
-
-
 def _ok(result: CallResult, what: str) -> bytes:
     if not result.success:
         raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
     return result.data
+
+
+class _ListAnswer:
+    """`Aggregate3Answer`'s reading interface over CallResults (a first batch that was split
+    into chunks, so its answers came decoded)."""
+
+    def __init__(self, results: list[CallResult]) -> None:
+        self._results = results
+
+    def result(self, index: int) -> CallResult:
+        return self._results[index]
+
+    def uint(self, index: int, what: str) -> int | None:
+        result = self._results[index]
+        return read_words(result.data, 1, what)[0] if result.success else None
+
+    def bytes32_hex(self, index: int, what: str) -> list[str] | None:
+        result = self._results[index]
+        return read_bytes32_hex(result.data, what) if result.success else None
+
+
+def _word(meta: Aggregate3Answer | _ListAnswer, index: int, what: str) -> int:
+    """Result `index` of the first batch, one word; VenueDecodeError naming `what` if the call
+    reverted or returned something else."""
+    value = meta.uint(index, what)
+    if value is None:
+        _ok(meta.result(index), what)  # raises, with the revert reason
+        raise AssertionError("unreachable: the call failed")
+    return value
+
+
+def _keys(
+    meta: Aggregate3Answer | _ListAnswer, index: int, function: str, account: str
+) -> list[str]:
+    """Result `index` of the first batch, `function(account)`'s bytes32[] of position keys, as
+    hex; VenueDecodeError naming the call if it reverted or returned something else."""
+    what = f"{function}({account})"
+    keys = meta.bytes32_hex(index, what)
+    if keys is None:
+        _ok(meta.result(index), what)  # raises, with the revert reason
+        raise AssertionError("unreachable: the call failed")
+    return keys
 
 
 def allowance_slot(owner: str, spender: str, mapping_slot: int) -> bytes:
@@ -560,10 +597,13 @@ class ReferenceVenue:
         else:
             number = block
         st = self._static
-        meta = await self._meta.aggregate_prepared(request.calls, request.calldata, block=number)
-        if _uint(meta[0], "Multicall3.getBlockNumber") != number:
+        answer = await self._meta.aggregate_prepared_answer(
+            request.calls, request.calldata, block=number
+        )
+        meta = answer if isinstance(answer, Aggregate3Answer) else _ListAnswer(answer)
+        if _word(meta, 0, "Multicall3.getBlockNumber") != number:
             raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
-        block_time = _uint(meta[1], "Multicall3.getCurrentBlockTimestamp")
+        block_time = _word(meta, 1, "Multicall3.getCurrentBlockTimestamp")
         token = st.collateral
         at = 6 if wallet is not None else 4  # the first account's results
         cross: dict[str, tuple[int, list[str]]] = {}
@@ -573,27 +613,23 @@ class ReferenceVenue:
         positions_round = _PositionRound(self, account_words, number)
         try:
             for account in accounts:
-                isolated_keys = read_bytes32_hex(
-                    _ok(meta[at], f"isolatedPositionKeys({account})"),
-                    f"isolatedPositionKeys({account})",
-                )
-                cross_keys = read_bytes32_hex(
-                    _ok(meta[at + 1], f"crossPositionKeys({account})"),
-                    f"crossPositionKeys({account})",
-                )
-                balance = _uint(meta[at + 2], f"crossBalance({account})")
+                isolated_keys = _keys(meta, at, "isolatedPositionKeys", account)
+                cross_keys = _keys(meta, at + 1, "crossPositionKeys", account)
+                balance = _word(meta, at + 2, f"crossBalance({account})")
                 at += 3
                 if cross_keys:
                     cross[account] = (balance, ["0x" + k for k in cross_keys])
                 await positions_round.add_hex(account, isolated_keys + cross_keys)
-            markets = {m.market_id: m for m in decode_markets(_ok(meta[2], "PerpLens.getMarkets"))}
-            pool = decode_pool(_ok(meta[3], "PerpLens.getPoolState"), token.decimals)
+            markets = {
+                m.market_id: m for m in decode_markets(_ok(meta.result(2), "PerpLens.getMarkets"))
+            }
+            pool = decode_pool(_ok(meta.result(3), "PerpLens.getPoolState"), token.decimals)
             if wallet is not None:
                 wallet_state = Wallet(
                     address=wallet,
                     token=token,
-                    balance=token.amount(_uint(meta[4], "collateral balanceOf(wallet)")),
-                    native_balance=TokenAmount(_uint(meta[5], "getEthBalance(wallet)"), 18),
+                    balance=token.amount(_word(meta, 4, "collateral balanceOf(wallet)")),
+                    native_balance=TokenAmount(_word(meta, 5, "getEthBalance(wallet)"), 18),
                 )
             else:
                 wallet_state = Wallet(ZERO_ADDRESS, token, token.amount(0), TokenAmount(0, 18))
