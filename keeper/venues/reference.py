@@ -35,9 +35,10 @@ Speed (scripts/bench_snapshot.py): the positions' answers are read in place, wor
 (`codec.decode_aggregate3_uniform`, `_model_chunk`), every field checked there, and the model
 values are built with the trusted constructors (`Position.trusted`, `TokenAmount.trusted`...),
 which skip only the checks `_model_chunk` has made. The cyclic garbage collector is paused
-for the read and the young generation collected once at its end (`_CollectorPause`): during
-the read it would find nothing to free, and counting the Snapshot's objects as young garbage
-made a full collection of the whole heap land in almost every large read.
+for the read, and at its end the Snapshot's objects are moved to the oldest generation
+untraversed, with a full collection every hundredth read (`_CollectorPause`): during the read
+it would find nothing to free, and counting the Snapshot's objects as young garbage made a
+full collection of the whole heap land in almost every large read.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NoReturn, cast
 
 from eth_hash.auto import keccak
@@ -210,6 +212,10 @@ class RawMarket:
     short_funding_index: int
 
 
+_checksummed = lru_cache(maxsize=1024)(to_checksum_address)
+"""Feed addresses repeat read after read: each is hashed (keccak) once."""
+
+
 def decode_markets(data: bytes) -> list[RawMarket]:
     """PerpLens.getMarkets() return data -> RawMarkets."""
     (views,) = _GET_MARKETS.decode(data)
@@ -218,7 +224,7 @@ def decode_markets(data: bytes) -> list[RawMarket]:
         markets.append(
             RawMarket(
                 market_id=int(market_id),
-                feed=to_checksum_address(params[0]),
+                feed=_checksummed(params[0]),
                 initial_margin_rate=int(params[2]),
                 maintenance_margin_rate=int(params[3]),
                 close_fee_rate=int(params[5]),
@@ -606,7 +612,7 @@ class ReferenceVenue:
         block_time = _word(meta, 1, "Multicall3.getCurrentBlockTimestamp")
         token = st.collateral
         at = 6 if wallet is not None else 4  # the first account's results
-        cross: dict[str, tuple[int, list[str]]] = {}
+        cross: list[CrossAccount] = []  # built here, kept once all their positions are read
         # The positions round starts while the key lists are decoded: each chunk of keys is
         # sent as soon as it is full, and the markets, pool and wallet are decoded while the
         # node runs them (see _PositionRound).
@@ -618,7 +624,18 @@ class ReferenceVenue:
                 balance = _word(meta, at + 2, f"crossBalance({account})")
                 at += 3
                 if cross_keys:
-                    cross[account] = (balance, ["0x" + k for k in cross_keys])
+                    cross.append(
+                        CrossAccount(
+                            venue=self.name,
+                            key=account,
+                            account=account,
+                            collateral_token=token,
+                            collateral=TokenAmount.trusted(balance, token.decimals),
+                            collateral_price=ONE_USD,
+                            collateral_usd=Usd.trusted(balance, token.decimals),
+                            position_keys=tuple(["0x" + k for k in cross_keys]),
+                        )
+                    )
                 await positions_round.add_hex(account, isolated_keys + cross_keys)
             markets = {
                 m.market_id: m for m in decode_markets(_ok(meta.result(2), "PerpLens.getMarkets"))
@@ -654,30 +671,21 @@ class ReferenceVenue:
         issues_list[:0] = issues  # the positions' issues first, as before
         by_key = positions  # the Snapshot's index for this venue
         accounts_out = []
-        for account, (balance, keys) in cross.items():
+        for cross_account in cross:
+            keys = cross_account.position_keys
             if not all(k in by_key for k in keys):
                 issues_list.append(
                     ReadIssue(
                         "account_incomplete",
-                        account,
-                        f"cross account {account}: a position could not be read; left out",
+                        cross_account.account,
+                        f"cross account {cross_account.account}: a position could not be read; "
+                        "left out",
                     )
                 )
                 for k in keys:
                     by_key.pop(k, None)
                 continue
-            accounts_out.append(
-                CrossAccount(
-                    venue=self.name,
-                    key=account,
-                    account=account,
-                    collateral_token=token,
-                    collateral=TokenAmount.trusted(balance, token.decimals),
-                    collateral_price=ONE_USD,
-                    collateral_usd=Usd.trusted(balance, token.decimals),
-                    position_keys=tuple(keys),
-                )
-            )
+            accounts_out.append(cross_account)
         # Snapshot's checks hold by construction: one market per id (`modelled`), one position
         # per key (`by_key`), every position in a modelled market (`_model_chunk` builds only
         # those of a market with a valid price), every cross account's keys among the positions
@@ -1017,19 +1025,30 @@ class _CollectorPause:
     """The cyclic garbage collector paused while reads run, then put back as it was.
 
     A read allocates tens of thousands of objects (a Snapshot of 10,000 positions is about
-    70,000) that all stay reachable and form no cycle, so collections during it find nothing to
+    60,000) that all stay reachable and form no cycle, so collections during it find nothing to
     free; but counted as young objects they trigger a young collection every 700 of them and,
     through those, collections of the older generations, up to a full collection of the whole
-    heap in most large reads. Paused, the collector does nothing during the read; when the
-    last read running ends, the young generation is collected once, there (so its cost is the
-    read's), and the collector is enabled again if it was. Nesting and concurrent reads (other
-    tasks, other threads) are counted: only the last one out collects and re-enables.
+    heap in most large reads. Paused, the collector does nothing during the read. When the
+    last read running ends, the young objects (the Snapshot's, mostly) are moved to the oldest
+    generation as they are (`gc.freeze()` then `gc.unfreeze()`, two list splices) instead of
+    being traversed by a young collection: a Snapshot is dropped a tick later and freed by
+    reference counting, so the collector never needs to look at it. The few cycles a read
+    does leave (a ctypes buffer type per keccak, an exception's traceback) are freed by a full
+    collection at the end of every `full_every`-th read, whose cost is that read's. When
+    something else in the process has frozen objects (`gc.get_freeze_count()`), those are
+    left frozen and the young generation is collected instead. Then the collector is enabled
+    again if it was. Nesting and concurrent reads (other tasks, other threads) are counted:
+    only the last one out does this.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, full_every: int = 100) -> None:
+        if full_every < 1:
+            raise ValueError("full_every must be at least 1")
         self._lock = threading.Lock()
         self._depth = 0
         self._resume = False
+        self.full_every = full_every
+        self._since_full = 0
 
     def __enter__(self) -> None:
         with self._lock:
@@ -1042,7 +1061,15 @@ class _CollectorPause:
         with self._lock:
             self._depth -= 1
             if self._depth == 0 and self._resume:
-                gc.collect(0)
+                self._since_full += 1
+                if gc.get_freeze_count():
+                    gc.collect(0)
+                elif self._since_full >= self.full_every:
+                    self._since_full = 0
+                    gc.collect()
+                else:
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
 
 

@@ -263,7 +263,7 @@ def test_the_collector_pause_nests_and_restores() -> None:
         garbage: list[list[int]] = [[] for _ in range(1000)]
         del garbage
     assert gc.isenabled()
-    assert gc.get_count()[0] < 100  # the young generation was collected on the way out
+    assert gc.get_count()[0] < 100  # the young generation was emptied on the way out
     with pytest.raises(RuntimeError), pause:
         raise RuntimeError("a failed read")
     assert gc.isenabled()
@@ -278,3 +278,56 @@ def test_the_collector_pause_leaves_a_disabled_collector_disabled() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class _Cycle:
+    """A cycle the collector must free: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _cycles_alive() -> int:
+    return sum(type(o) is _Cycle for o in gc.get_objects())
+
+
+def test_the_collector_pause_promotes_young_objects_and_collects_every_nth_read() -> None:
+    gc.collect()
+    pause = _CollectorPause(full_every=3)
+    with pause:
+        _Cycle()  # garbage in a cycle, made during a read
+        kept = [_Cycle() for _ in range(5)]
+    assert gc.get_count()[0] < 100
+    # moved to the oldest generation untraversed: the cycle outlives a young collection...
+    gc.collect(0)
+    gc.collect(1)
+    assert _cycles_alive() == 6
+    with pause:
+        pass
+    assert _cycles_alive() == 6
+    with pause:  # ...until the third read's full collection frees it
+        pass
+    assert _cycles_alive() == 5
+    del kept
+    gc.collect()
+
+
+def test_the_collector_pause_leaves_other_frozen_objects_frozen() -> None:
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        pause = _CollectorPause(full_every=1000)
+        with pause:
+            garbage: list[_Cycle] = [_Cycle() for _ in range(3)]
+            del garbage
+        assert gc.get_freeze_count() == frozen  # not unfrozen by the pause
+        assert _cycles_alive() == 0  # the young generation was collected instead
+    finally:
+        gc.unfreeze()
+        gc.collect()
+
+
+def test_the_collector_pause_needs_a_positive_period() -> None:
+    with pytest.raises(ValueError, match="full_every"):
+        _CollectorPause(full_every=0)
