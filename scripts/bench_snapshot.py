@@ -12,22 +12,22 @@ well under a millisecond here, is not timed), and three comparisons:
 - raw: the very eth_calls the read sent, replayed over the same HTTP client with the same
   concurrency, JSON-parsed but not decoded: the node's own time plus transport.
 
-The last columns time the read again after gc.freeze(): full garbage collections over the
-process's start-up objects are a sizeable share of a 10,000-position read.
-
 How positions are made: a fresh Anvil (block gas limit 4e9) with the reference exchange and
 eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
 anvil_setBalance) one mint, one approve, one cross deposit, then 16 isolated and 4 cross
-opens, all sent as JSON-RPC batches of eth_sendTransaction with automine off and mined in a
-few blocks. Times are medians of 15 runs; a second table gives the mean and the slowest of
-the same runs (a full garbage collection lands in some reads and not in others, so the median
-alone can flatter a read that allocates a lot). Usage: .venv/bin/python scripts/bench_snapshot.py
+opens (longs twice the size of shorts, so funding flows), all sent as JSON-RPC batches of
+eth_sendTransaction with automine off and mined in a few blocks; then an hour passes, so every
+position has accrued funding to decode. Reads and raw replays alternate, 25 of each; the
+times are medians, "/ raw" is the ratio of the medians and "paired" the median of the 25
+ratios of a read to the raw replay run right after it (this machine's speed drifts from
+minute to minute, which moves both alike). A second table gives the mean and the slowest of
+the same runs (a full garbage collection, every 100th read, lands in some reads and not in
+others). Usage: .venv/bin/python scripts/bench_snapshot.py
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import math
 import statistics
@@ -57,7 +57,7 @@ MARKETS = 8
 ISOLATED_PER_ACCOUNT = 2 * MARKETS  # long and short in every market
 CROSS_PER_ACCOUNT = 4
 PER_ACCOUNT = ISOLATED_PER_ACCOUNT + CROSS_PER_ACCOUNT
-RUNS = 15
+RUNS = 25
 NAIVE_SAMPLE = 1_000
 GATHER_SAMPLE = 2_000
 
@@ -106,14 +106,16 @@ def populate(node: Anvil, d: Deployment, positions: int) -> list[str]:
         here = min(PER_ACCOUNT, left)
         left -= here
         for j in range(here):
-            market, size = j % MARKETS, 10**17
+            market = j % MARKETS
+            is_long = j < MARKETS if j < ISOLATED_PER_ACCOUNT else j % 2 == 0
+            size = 2 * 10**17 if is_long else 10**17  # longs outweigh shorts: funding flows
             if j < ISOLATED_PER_ACCOUNT:
                 data = _sel("openPosition(uint256,bool,uint256,uint256)") + encode(
-                    ["uint256", "bool", "uint256", "uint256"], [market, j < MARKETS, 10**8, size]
+                    ["uint256", "bool", "uint256", "uint256"], [market, is_long, 10**8, size]
                 )
             else:
                 data = _sel("openCross(uint256,bool,uint256)") + encode(
-                    ["uint256", "bool", "uint256"], [market, j % 2 == 0, size]
+                    ["uint256", "bool", "uint256"], [market, is_long, size]
                 )
             txs.append((d.exchange, data))
         for nonce, (to, data) in enumerate(txs):
@@ -132,6 +134,8 @@ def populate(node: Anvil, d: Deployment, positions: int) -> list[str]:
     while int(node.rpc("txpool_status")["pending"], 16):
         node.rpc("anvil_mine", "0x1")
     node.rpc("evm_setAutomine", True)
+    node.rpc("evm_increaseTime", 3600)  # funding accrues on every position
+    node.rpc("evm_mine")
     return accounts
 
 
@@ -145,15 +149,6 @@ class Recorder:
     async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         self.log.append((method, list(params)))
         return await self.inner.request(method, params)
-
-
-async def run_times(fn: Callable[[], Awaitable[Any]], runs: int = RUNS) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 async def run_pairs(
@@ -177,6 +172,9 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
     )
     w3 = AsyncWeb3(AsyncHTTPProvider(node.url, request_kwargs={"timeout": 120}))
     exchange = w3.eth.contract(address=w3.to_checksum_address(d.exchange), abi=abi("PerpExchange"))
+    everyone = await venue.read(Watch(tuple(accounts), wallet=d.trader))
+    owing = sum(p.fees.raw != 0 for p in everyone.snapshot.positions)
+    print(f"funding accrued (fees not zero) on {owing:,} of {len(everyone.snapshot.positions):,}")
     rows = []
     for n in SIZES:
         watch = Watch(tuple(accounts[: math.ceil(n / PER_ACCOUNT)]), wallet=d.trader)
@@ -209,10 +207,7 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
 
         snapshot_times, raw_times = await run_pairs(one_read, raw)
         snapshot_s, raw_s = statistics.median(snapshot_times), statistics.median(raw_times)
-        gc.collect()
-        gc.freeze()  # what a long-running keeper may do after start-up
-        frozen_s = statistics.median(await run_times(one_read))
-        gc.unfreeze()
+        paired = statistics.median(s / r for s, r in zip(snapshot_times, raw_times, strict=True))
         keys = [bytes.fromhex(p.key[2:]) for p in read.snapshot.positions]
 
         sample = keys[:NAIVE_SAMPLE]
@@ -233,7 +228,7 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
                 trips,
                 math.ceil(n / 500) + 2,
                 snapshot_s,
-                frozen_s,
+                paired,
                 naive_s,
                 n > NAIVE_SAMPLE,
                 gathered_s,
@@ -248,20 +243,19 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
     print(
         f"{'N':>6}  {'round trips':>11}  {'bound':>5}  {'snapshot s':>10}  {'naive s':>9}  "
         f"{'x naive':>8}  {'gathered s':>10}  {'x gathered':>10}  {'raw s':>7}  {'/ raw':>6}  "
-        f"{'gc-frozen s':>11}  {'/ raw':>6}"
+        f"{'paired':>6}"
     )
-    for n, trips, bound, snap_s, frozen_s, naive_s, ns, gath_s, gs, raw_s, _ in rows:
+    for n, trips, bound, snap_s, paired, naive_s, ns, gath_s, gs, raw_s, _ in rows:
         print(
             f"{n:>6}  {trips:>11}  {bound:>5}  {snap_s:>10.3f}  {naive_s:>8.2f}{'*' if ns else ' '}"
             f"  {naive_s / snap_s:>7.1f}x  {gath_s:>9.2f}{'*' if gs else ' '}"
             f"  {gath_s / snap_s:>9.1f}x  {raw_s:>7.3f}  {snap_s / raw_s:>5.2f}x"
-            f"  {frozen_s:>11.3f}  {frozen_s / raw_s:>5.2f}x"
+            f"  {paired:>5.2f}x"
         )
     print(
         f"* extrapolated from the first {NAIVE_SAMPLE:,} (naive) or {GATHER_SAMPLE:,} "
         "(gathered) positions"
     )
-    print("gc-frozen: the same read after gc.freeze() (no full collections over start-up objects)")
     print()
     print(
         f"{'N':>6}  {'snapshot s':>10}  {'mean s':>7}  {'max s':>7}  {'raw mean s':>10}  "

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Self
 
 from eth_abi.abi import decode as abi_decode
@@ -200,28 +201,29 @@ def encode_aggregate3_uniform(target: str, prefix: bytes, args: Sequence[bytes])
 
 
 def encode_aggregate3_uniform_hex(target: str, prefix: bytes, args: Sequence[str]) -> str:
-    """`encode_aggregate3_uniform(target, prefix, [bytes.fromhex(a) for a in args]).hex()`.
+    """`encode_aggregate3_uniform(target, prefix, [bytes.fromhex(a[2:]) for a in args]).hex()`.
 
-    For arguments the caller already holds as hex (lowercase, no "0x", all one length and a
-    whole number of bytes): the calldata is joined as text, so no argument is hexed twice.
+    For arguments the caller already holds as "0x" and lowercase hex (as `read_bytes32_hex`
+    gives them; all one length, a whole number of bytes): the calldata is joined as text and
+    each argument's "0x" sliced off on the way, so no argument is hexed twice.
     """
     if not args:
         return encode_aggregate3([]).hex()
-    arg_chars = len(args[0])
-    if arg_chars % 2 or len(set(map(len, args))) != 1:
+    arg_chars = len(args[0]) - 2
+    if arg_chars < 0 or arg_chars % 2 or len(set(map(len, args))) != 1:
         raise ValueError("encode_aggregate3_uniform_hex: the arguments differ in length")
     length = len(prefix) + arg_chars // 2
     pad = "00" * (-length % WORD)
     head = b"".join((address_word(target), _TRUE, _TUPLE_HEAD, uint_word(length), prefix)).hex()
     stride = len(head) // 2 + arg_chars // 2 + len(pad) // 2
-    return "".join(
-        (
-            _uniform_start_hex(len(args), stride),
-            head,
-            (pad + head).join(args),
-            pad,
-        )
-    )
+    if "".join(map(_FIRST_TWO, args)) != "0x" * len(args):
+        raise ValueError('encode_aggregate3_uniform_hex: an argument is not "0x" and hex')
+    body = (pad + head).join(map(_AFTER_0X, args))  # slices made in C, one per argument
+    return "".join((_uniform_start_hex(len(args), stride), head, body, pad))
+
+
+_FIRST_TWO = itemgetter(slice(None, 2))
+_AFTER_0X = itemgetter(slice(2, None))
 
 
 @lru_cache(maxsize=64)
@@ -416,8 +418,7 @@ class Aggregate3Answer:
         count = int.from_bytes(data[start + WORD : start + 2 * WORD], "big")
         if end - start != (2 + count) * WORD:
             raise VenueDecodeError(f"{what}: {count} keys do not fit in {end - start} bytes")
-        text = data[start + 2 * WORD : end].hex()
-        return [text[i : i + 2 * WORD] for i in range(0, len(text), 2 * WORD)]
+        return _keys_0x(data[start + 2 * WORD : end]) if count else []
 
 
 _ANSWER = "aggregate3 answer"
@@ -444,7 +445,7 @@ def read_bytes32_array(data: bytes, what: str) -> list[bytes]:
 
 
 def read_bytes32_hex(data: bytes, what: str) -> list[str]:
-    """`read_bytes32_array`, each element as lowercase hex without "0x" (checked the same)."""
+    """`read_bytes32_array`, each element as "0x" and lowercase hex (checked the same)."""
     if len(data) < 2 * WORD:
         raise VenueDecodeError(f"{what}: expected a bytes32[], got {len(data)} bytes")
     offset = int.from_bytes(data[:WORD], "big")
@@ -453,8 +454,13 @@ def read_bytes32_hex(data: bytes, what: str) -> list[str]:
     count = int.from_bytes(data[WORD : 2 * WORD], "big")
     if len(data) != (2 + count) * WORD:
         raise VenueDecodeError(f"{what}: {count} keys do not fit in {len(data)} bytes")
-    text = data[2 * WORD :].hex()
-    return [text[i : i + 2 * WORD] for i in range(0, len(text), 2 * WORD)]
+    return _keys_0x(data[2 * WORD :]) if count else []
+
+
+def _keys_0x(words: bytes) -> list[str]:
+    """32-byte words as "0x" hex strings: hexed with a space between words, the spaces turned
+    into " 0x" and split, all in C, one string made per word."""
+    return ("0x" + words.hex(" ", WORD).replace(" ", " 0x")).split(" ")
 
 
 class FastMulticall(Multicall):
@@ -492,7 +498,7 @@ class FastMulticall(Multicall):
     async def aggregate_uniform_hex(
         self, target: str, prefix: bytes, args: Sequence[str], size: int, *, block: int
     ) -> UniformResults | list[CallResult]:
-        """`aggregate_uniform` for arguments given as hex (lowercase, no "0x", one length).
+        """`aggregate_uniform` for arguments given as "0x" and lowercase hex, one length.
 
         The same eth_call, answer and refusal handling; the calldata is joined as text
         (`encode_aggregate3_uniform_hex`), so arguments read as hex are not hexed again.
@@ -508,7 +514,7 @@ class FastMulticall(Multicall):
             if classify_error(exc) is not ErrorKind.TOO_LARGE:
                 raise
             return await self._refused(
-                [Call(target, prefix + bytes.fromhex(a)) for a in args], exc, block
+                [Call(target, prefix + bytes.fromhex(a[2:])) for a in args], exc, block
             )
         uniform = decode_aggregate3_uniform(data, len(args), size)
         if uniform is not None:

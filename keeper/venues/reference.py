@@ -633,7 +633,7 @@ class ReferenceVenue:
                             collateral=TokenAmount.trusted(balance, token.decimals),
                             collateral_price=ONE_USD,
                             collateral_usd=Usd.trusted(balance, token.decimals),
-                            position_keys=tuple(["0x" + k for k in cross_keys]),
+                            position_keys=tuple(cross_keys),
                         )
                     )
                 await positions_round.add_hex(account, isolated_keys + cross_keys)
@@ -715,7 +715,7 @@ class ReferenceVenue:
         """One chunk of positions(key) answers (288 bytes each, read in place) as Positions,
         keyed by their keys ("0x" and hex), in read order.
 
-        `keys` are the positions' keys as hex (no "0x"), as the request was made of them.
+        `keys` are the positions' keys ("0x" and hex), as the request was made of them.
 
         Each answer is checked as `decode_position` and `Position` would check it: the account
         word (12 zero bytes and the owner), the two flags (0 or 1) and the market (one this
@@ -740,10 +740,10 @@ class ReferenceVenue:
         for account, key, at in zip(holders, keys, answer.offsets, strict=True):
             size = from_bytes(data[at + 128 : at + 160])  # big-endian, unsigned
             if size == 0:
-                problems.append(ReadIssue("position_missing", "0x" + key, "listed but empty"))
+                problems.append(ReadIssue("position_missing", key, "listed but empty"))
                 continue
             if data[at : at + 32] != account_words[account]:
-                raise VenueDecodeError(f"position 0x{key} does not belong to {account}")
+                raise VenueDecodeError(f"position {key} does not belong to {account}")
             leg = legs.get(data[at + 32 : at + 128], _UNKNOWN)  # isLong, isCross, marketId
             if not leg:
                 if leg is None:
@@ -752,7 +752,7 @@ class ReferenceVenue:
             index, market_id, side, mode, is_cross = leg
             entry = from_bytes(data[at + 192 : at + 224])
             if entry == 0:
-                raise VenueDecodeError(f"position 0x{key}: entry price is zero")
+                raise VenueDecodeError(f"position {key}: entry price is zero")
             collateral = from_bytes(data[at + 160 : at + 192])
             then = from_bytes(data[at + 224 : at + 256])
             if then >> 255:  # an int256: two's complement
@@ -788,7 +788,7 @@ class ReferenceVenue:
             v.__class__ = usd_cls
             p.fees = v
             p.venue = name
-            p.key = key = "0x" + key
+            p.key = key
             p.account = account
             p.market_id = market_id
             p.side = side
@@ -1002,10 +1002,10 @@ def _bad_leg(key: str, words: bytes) -> NoReturn:
     """Raise what is wrong with a position's (isLong, isCross, marketId) words."""
     if not {words[:32], words[32:64]} <= {_WORD_TRUE, _WORD_FALSE}:
         raise VenueDecodeError(
-            f"position 0x{key}: PerpExchange.positions: return data is not a Position "
+            f"position {key}: PerpExchange.positions: return data is not a Position "
             "(a flag is neither true nor false)"
         )
-    raise VenueDecodeError(f"position 0x{key} is in an unknown market")
+    raise VenueDecodeError(f"position {key} is in an unknown market")
 
 
 def _uniform(keys: Sequence[str], answer: UniformResults | list[CallResult]) -> UniformResults:
@@ -1017,7 +1017,7 @@ def _uniform(keys: Sequence[str], answer: UniformResults | list[CallResult]) -> 
     if uniform is not None:
         return uniform
     for key, result in zip(keys, answer, strict=True):
-        decode_position(_ok(result, f"positions(0x{key})"))  # raises for a bad one
+        decode_position(_ok(result, f"positions({key})"))  # raises for a bad one
     raise AssertionError("unreachable: some result is not a Position")
 
 
@@ -1115,17 +1115,17 @@ class _PositionRound:
         self.markets_known = asyncio.Event()
         self.account_words = account_words
         self.block = block
-        self.keys: list[str] = []  # the positions' keys (hex, no "0x") in read order,
+        self.keys: list[str] = []  # the positions' keys ("0x" and hex) in read order,
         self.holders: list[str] = []  # and the account of each
         self.sent = 0
         self.tasks: list[asyncio.Task[_Chunk]] = []
 
     async def add(self, account: str, keys: Sequence[bytes]) -> None:
         """Queue `account`'s position keys; send every chunk this fills."""
-        await self.add_hex(account, [key.hex() for key in keys])
+        await self.add_hex(account, ["0x" + key.hex() for key in keys])
 
     async def add_hex(self, account: str, keys: Sequence[str]) -> None:
-        """`add` for keys given as hex (lowercase, no "0x", 64 characters each): the request
+        """`add` for keys given as "0x" and lowercase hex (66 characters each): the request
         and the positions' keys are both made of these (each key is hexed once)."""
         self.keys += keys
         self.holders += [account] * len(keys)

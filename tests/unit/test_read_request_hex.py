@@ -38,21 +38,25 @@ USDC = Token("0x5FbDB2315678afecb367f032d93F642f64180aa3", "USDC", 6)
 )
 def test_hex_uniform_encoding_equals_the_bytes_one(prefix: bytes, args: list[bytes]) -> None:
     expected = encode_aggregate3_uniform(A, prefix, args).hex()
-    assert encode_aggregate3_uniform_hex(A, prefix, [a.hex() for a in args]) == expected
+    assert encode_aggregate3_uniform_hex(A, prefix, ["0x" + a.hex() for a in args]) == expected
     assert expected == encode_aggregate3([Call(A, prefix + a) for a in args]).hex()
 
 
 def test_hex_uniform_encoding_refuses_arguments_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="differ in length"):
-        encode_aggregate3_uniform_hex(A, b"\x01", ["abcd", "ab"])
+        encode_aggregate3_uniform_hex(A, b"\x01", ["0xabcd", "0xab"])
     with pytest.raises(ValueError, match="differ in length"):
-        encode_aggregate3_uniform_hex(A, b"\x01", ["abc"])
+        encode_aggregate3_uniform_hex(A, b"\x01", ["0xabc"])
+    with pytest.raises(ValueError, match='not "0x" and hex'):
+        encode_aggregate3_uniform_hex(A, b"\x01", ["abcd", "0xab"])
+    with pytest.raises(ValueError, match='not "0x" and hex'):
+        encode_aggregate3_uniform_hex(A, b"\x01", ["0xab", "ab0x"])
 
 
 @given(st.lists(st.binary(min_size=32, max_size=32), max_size=10))
 def test_bytes32_hex_equals_the_bytes_reading(keys: list[bytes]) -> None:
     data = encode(["bytes32[]"], [keys])
-    assert read_bytes32_hex(data, "k") == [k.hex() for k in read_bytes32_array(data, "k")]
+    assert read_bytes32_hex(data, "k") == ["0x" + k.hex() for k in read_bytes32_array(data, "k")]
 
 
 @pytest.mark.parametrize(
