@@ -737,12 +737,16 @@ class ReferenceVenue:
         data = answer.data
         out: dict[str, Position] = {}
         problems: list[ReadIssue] = []
+        word = _WORD_MASK
         for account, key, at in zip(holders, keys, answer.offsets, strict=True):
-            size = from_bytes(data[at + 128 : at + 160])  # big-endian, unsigned
+            # size, collateral, entry price and funding index: four words read as one integer
+            # (big-endian, unsigned) and cut apart, cheaper than four slices.
+            words = from_bytes(data[at + 128 : at + 256])
+            size = words >> 768
             if size == 0:
                 problems.append(ReadIssue("position_missing", key, "listed but empty"))
                 continue
-            if data[at : at + 32] != account_words[account]:
+            if not data.startswith(account_words[account], at):
                 raise VenueDecodeError(f"position {key} does not belong to {account}")
             leg = legs.get(data[at + 32 : at + 128], _UNKNOWN)  # isLong, isCross, marketId
             if not leg:
@@ -750,11 +754,11 @@ class ReferenceVenue:
                     continue  # its market has no valid price: reported once per market by read()
                 _bad_leg(key, data[at + 32 : at + 128])  # raises, saying what is wrong
             index, market_id, side, mode, is_cross = leg
-            entry = from_bytes(data[at + 192 : at + 224])
+            entry = (words >> 256) & word
             if entry == 0:
                 raise VenueDecodeError(f"position {key}: entry price is zero")
-            collateral = from_bytes(data[at + 160 : at + 192])
-            then = from_bytes(data[at + 224 : at + 256])
+            collateral = (words >> 512) & word
+            then = words & word
             if then >> 255:  # an int256: two's complement
                 then -= _TWO_256
             p: Any = new(position_slots)
@@ -974,6 +978,7 @@ from, the market id, side, margin mode and whether it is cross."""
 _UNKNOWN: _Leg | None = cast(_Leg, ())
 """`legs.get`'s default: falsy like None (no valid price) but not None (not a known triple)."""
 _TWO_256 = 2**256
+_WORD_MASK = _TWO_256 - 1
 
 
 def _legs(markets: Mapping[int, RawMarket]) -> dict[bytes, _Leg | None]:
