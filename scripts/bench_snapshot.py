@@ -10,7 +10,8 @@ well under a millisecond here, is not timed), and three comparisons:
   timed and extrapolated;
 - gathered: the same web3.py calls under asyncio.gather (sampled likewise above 2,000);
 - raw: the very eth_calls the read sent, replayed over the same HTTP client with the same
-  concurrency, JSON-parsed but not decoded: the node's own time plus transport.
+  concurrency, each answer read to its result string but not decoded: the node's own time
+  plus transport.
 
 How positions are made: a fresh Anvil (block gas limit 4e9) with the reference exchange and
 eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
@@ -149,6 +150,10 @@ class Recorder:
     async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         self.log.append((method, list(params)))
         return await self.inner.request(method, params)
+
+    async def request_data(self, method: str, params: Sequence[Any] = ()) -> bytes:
+        self.log.append((method, list(params)))
+        return await self.inner.request_data(method, params)
 
 
 async def run_pairs(

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from binascii import a2b_hex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import DecodingError
 
-from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcMalformedResponseError
+from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcMalformedResponseError, request_data
 from keeper.chain.multicall3_code import MULTICALL3_RUNTIME
 from keeper.chain.rpc import BlockId, ErrorKind, block_param, classify_error
 
@@ -205,10 +204,5 @@ class Multicall:
         if self.code_override:
             params.append({self.address: {"code": "0x" + MULTICALL3_RUNTIME.hex()}})
         self.round_trips += 1
-        raw = await self.rpc.request("eth_call", params)
-        if not isinstance(raw, str) or not raw.startswith("0x"):
-            raise RpcMalformedResponseError("eth_call", f"result is not hex data: {raw!r:.60}")
-        try:
-            return a2b_hex(raw[2:])  # strict: no whitespace, unlike bytes.fromhex
-        except ValueError:
-            raise RpcMalformedResponseError("eth_call", "result is not hex data") from None
+        # decoded straight from the answer where the client can (DataRpc), strictly either way
+        return await request_data(self.rpc, "eth_call", params)

@@ -62,6 +62,8 @@ from keeper.chain.jsonrpc import (
     RpcTimeoutError,
     RpcTransportError,
     endpoint_label,
+    hex_data,
+    request_data,
     transaction_hash,
 )
 
@@ -646,6 +648,28 @@ class FailoverRpc(ChainReads):
             return await retrying(self._read_pass, method, params, block)
         return await self._write(method, params)
 
+    async def request_data(
+        self, method: str, params: Sequence[Any] = (), *, block: int | None = None
+    ) -> bytes:
+        """`request` for a read whose result is hex data (eth_call, eth_getCode): the same
+        failover, retries and pinning; the result decoded to bytes (straight from the answer
+        where the endpoint's client can, `DataRpc`)."""
+        params = list(params)
+        if method not in READ_METHODS:
+            return hex_data(method, await self._write(method, params))
+        if block is None:
+            block = pinned_block(method, params)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_wait, max=self.retry_wait_max, jitter=self.retry_wait
+            ),
+            retry=retry_if_exception(should_fail_over),
+            reraise=True,
+        )
+        data: bytes = await retrying(self._read_pass, method, params, block, data=True)
+        return data
+
     async def close(self) -> None:
         for ep in self._endpoints:
             closer = getattr(ep.client, "close", None)
@@ -670,7 +694,9 @@ class FailoverRpc(ChainReads):
         )
         return [self._endpoints[i] for i in order]
 
-    async def _read_pass(self, method: str, params: list[Any], block: int | None) -> Any:
+    async def _read_pass(
+        self, method: str, params: list[Any], block: int | None, *, data: bool = False
+    ) -> Any:
         last: RpcError | None = None
         only_missing = True  # every endpoint lacked the block (skipped, or said so)
         for ep in self._order(block):
@@ -678,7 +704,7 @@ class FailoverRpc(ChainReads):
                 ep.stats.skipped += 1
                 continue
             try:
-                result = await self._send(ep, method, params)
+                result = await self._send(ep, method, params, data=data)
             except RpcError as exc:
                 kind = classify_error(exc)
                 if kind not in FAILOVER_KINDS:
@@ -751,13 +777,18 @@ class FailoverRpc(ChainReads):
             SEND_METHOD, reason, endpoint=exc.endpoint, tx_hash=transaction_hash(raw)
         )
 
-    async def _send(self, ep: _Endpoint, method: str, params: list[Any]) -> Any:
+    async def _send(
+        self, ep: _Endpoint, method: str, params: list[Any], *, data: bool = False
+    ) -> Any:
         stats = ep.stats
         stats.requests += 1
         self.round_trips += 1
         started = time.perf_counter()
         try:
-            result = await ep.client.request(method, params)
+            if data:
+                result: Any = await request_data(ep.client, method, params)
+            else:
+                result = await ep.client.request(method, params)
         except RpcError as exc:
             self._observe(ep, time.perf_counter() - started)
             kind = classify_error(exc)
@@ -829,6 +860,11 @@ class CountingRpc:
         self.count += 1
         self.by_method[method] = self.by_method.get(method, 0) + 1
         return await self.inner.request(method, params)
+
+    async def request_data(self, method: str, params: Sequence[Any] = ()) -> bytes:
+        self.count += 1
+        self.by_method[method] = self.by_method.get(method, 0) + 1
+        return await request_data(self.inner, method, params)
 
     def reset(self) -> None:
         self.count = 0

@@ -3,7 +3,9 @@ would, and leave to the full parse everything they are not sure of."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +17,9 @@ from keeper.chain.jsonrpc import (
     RpcResponseError,
     RpcTransportError,
     encode_request,
+    parse_data_response,
     parse_response,
+    request_data,
 )
 
 _json_values = st.recursive(
@@ -106,3 +110,61 @@ def test_parse_response_error_and_http_status_still_win() -> None:
         parse_response("m", "e", 200, error, expected_id=7)
     with pytest.raises(RpcTransportError, match="HTTP 500"):
         parse_response("m", "e", 500, b'{"jsonrpc":"2.0","id":7,"result":"0x1"}', expected_id=7)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":7,"result":"0x' + b"ab" * 3000 + b'"}',
+        b'{"jsonrpc":"2.0","id":7,"result":"0x"}\n',
+        b'{"id":7,"jsonrpc":"2.0","result":"0x01ff"}',  # another order: the full parse
+        b'{"jsonrpc":"2.0","id":7,"result":"0x01","extra":1}',
+    ],
+)
+def test_parse_data_response_is_the_result_as_bytes(body: bytes) -> None:
+    result = json.loads(body)["result"]
+    assert parse_data_response("m", "e", 200, body, expected_id=7) == bytes.fromhex(result[2:])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":7,"result":"0xabc"}',  # odd length
+        b'{"jsonrpc":"2.0","id":7,"result":"0xab cd"}',  # whitespace: fromhex would take it
+        b'{"jsonrpc":"2.0","id":7,"result":"0xzz"}',
+        b'{"jsonrpc":"2.0","id":7,"result":"abcd"}',  # no 0x
+        b'{"jsonrpc":"2.0","id":7,"result":1}',
+        b'{"jsonrpc":"2.0","id":7,"result":"0x' + b"ab" * 3000 + b'\n"}',
+        b'{"jsonrpc":"2.0","id":7,"result":"0x12',  # cut short
+        b'{"jsonrpc":"2.0","id":8,"result":"0x12"}',  # another id
+    ],
+)
+def test_parse_data_response_refuses_what_is_not_hex_data(body: bytes) -> None:
+    with pytest.raises(RpcMalformedResponseError, match=r"^m at e: "):
+        parse_data_response("m", "e", 200, body, expected_id=7)
+
+
+def test_parse_data_response_errors_win() -> None:
+    error = b'{"jsonrpc":"2.0","id":7,"error":{"code":3,"message":"x","data":"0x01"}}'
+    with pytest.raises(RpcResponseError):
+        parse_data_response("m", "e", 200, error, expected_id=7)
+    with pytest.raises(RpcTransportError, match="HTTP 502"):
+        parse_data_response("m", "e", 502, b'{"jsonrpc":"2.0","id":7,"result":"0x"}', expected_id=7)
+
+
+class _PlainRpc:
+    """A JsonRpc without request_data."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result
+
+    async def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        return self.result
+
+
+def test_request_data_decodes_for_a_client_without_it() -> None:
+    assert asyncio.run(request_data(_PlainRpc("0x01ab"), "eth_call")) == b"\x01\xab"
+    with pytest.raises(RpcMalformedResponseError, match="eth_call: result is not hex data"):
+        asyncio.run(request_data(_PlainRpc("0x01 ab"), "eth_call"))
+    with pytest.raises(RpcMalformedResponseError, match="eth_call: result is not hex data"):
+        asyncio.run(request_data(_PlainRpc(None), "eth_call"))

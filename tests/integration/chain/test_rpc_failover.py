@@ -254,3 +254,39 @@ async def test_reads_over_a_plain_endpoint(anvil_snapshot: Anvil) -> None:
     assert await reads.get_code(DEV_ADDRESS) == b""
     assert await reads.get_transaction_count(DEV_ADDRESS, head) >= 0
     await plain.close()
+
+
+async def test_data_reads_fail_over_and_decode_as_the_plain_reads_do(
+    make_proxy: ProxyFactory, anvil_snapshot: Anvil, dead_url: str
+) -> None:
+    anvil_snapshot.rpc("anvil_setCode", REVERTER, REVERTER_CODE)
+    flaky = await make_proxy()
+    flaky.periodic_fault, flaky.period = "status:500", 2
+    async with FailoverRpc([dead_url, flaky.url], cooldown=0.0, **FAST) as rpc:
+        for _ in range(6):
+            code = await rpc.request_data("eth_getCode", [REVERTER, "latest"])
+            assert code == bytes.fromhex(REVERTER_CODE[2:])
+            assert code == await rpc.get_code(REVERTER)
+        dead, good = rpc.stats()
+    assert set(dead.errors) == {"connect"}  # tried again and again: no cooldown here
+    assert flaky.faults_served > 0
+    assert good.errors.get("server", 0) == flaky.faults_served
+
+
+@pytest.mark.parametrize("fault", ["garbage", "truncate", "cut"])
+async def test_malformed_data_answer_names_the_call_and_the_next_call_recovers(
+    make_proxy: ProxyFactory, anvil_snapshot: Anvil, fault: str
+) -> None:
+    anvil_snapshot.rpc("anvil_setCode", REVERTER, REVERTER_CODE)
+    proxy = await make_proxy()
+    plain = HttpJsonRpc(proxy.url)
+    async with FailoverRpc([proxy.url], attempts=1) as rpc:
+        for client in (rpc, plain):
+            proxy.next_faults = [fault]
+            with pytest.raises((RpcMalformedResponseError, RpcTransportError)) as info:
+                await client.request_data("eth_getCode", [REVERTER, "latest"])
+            assert str(info.value).startswith(f"eth_getCode at {proxy.url}:")
+            assert await client.request_data("eth_getCode", [REVERTER, "latest"]) == bytes.fromhex(
+                REVERTER_CODE[2:]
+            )
+    await plain.close()
