@@ -191,13 +191,13 @@ class Multicall:
         return left + right
 
     async def _call(self, chunk: list[Call], block: str) -> list[CallResult]:
-        data = await self._send_hex(encode_aggregate3(chunk).hex(), block)
+        data = await self._send_hex("0x" + encode_aggregate3(chunk).hex(), block)
         return decode_aggregate3(data, len(chunk), address=self.address)
 
-    async def _send_hex(self, calldata_hex: str, block: str) -> bytes:
-        """One eth_call of aggregate3 calldata given as hex (no "0x") at `block`: the answer's
+    async def _send_hex(self, calldata: str, block: str) -> bytes:
+        """One eth_call of aggregate3 calldata given as "0x" and hex at `block`: the answer's
         bytes; RpcMalformedResponseError when the result is not hex data."""
-        tx: dict[str, Any] = {"to": self.address, "data": "0x" + calldata_hex}
+        tx: dict[str, Any] = {"to": self.address, "data": calldata}
         if self.gas is not None:
             tx["gas"] = hex(self.gas)
         params: list[Any] = [tx, block]

@@ -201,14 +201,16 @@ def encode_aggregate3_uniform(target: str, prefix: bytes, args: Sequence[bytes])
 
 
 def encode_aggregate3_uniform_hex(target: str, prefix: bytes, args: Sequence[str]) -> str:
-    """`encode_aggregate3_uniform(target, prefix, [bytes.fromhex(a[2:]) for a in args]).hex()`.
+    """`"0x" + encode_aggregate3_uniform(target, prefix, [bytes.fromhex(a[2:]) for a in
+    args]).hex()`.
 
     For arguments the caller already holds as "0x" and lowercase hex (as `read_bytes32_hex`
-    gives them; all one length, a whole number of bytes): the calldata is joined as text and
-    each argument's "0x" sliced off on the way, so no argument is hexed twice.
+    gives them; all one length, a whole number of bytes): the calldata is joined as text in
+    one go (one string of its size made, not one per step), each argument's "0x" sliced off
+    on the way, so no argument is hexed twice.
     """
     if not args:
-        return encode_aggregate3([]).hex()
+        return "0x" + encode_aggregate3([]).hex()
     arg_chars = len(args[0]) - 2
     if arg_chars < 0 or arg_chars % 2 or len(set(map(len, args))) != 1:
         raise ValueError("encode_aggregate3_uniform_hex: the arguments differ in length")
@@ -218,8 +220,12 @@ def encode_aggregate3_uniform_hex(target: str, prefix: bytes, args: Sequence[str
     stride = len(head) // 2 + arg_chars // 2 + len(pad) // 2
     if "".join(map(_FIRST_TWO, args)) != "0x" * len(args):
         raise ValueError('encode_aggregate3_uniform_hex: an argument is not "0x" and hex')
-    body = (pad + head).join(map(_AFTER_0X, args))  # slices made in C, one per argument
-    return "".join((_uniform_start_hex(len(args), stride), head, body, pad))
+    # start, head, arg 0, (pad, head, arg i)..., pad: the first and last pieces (a few KiB)
+    # carry the ends, so the one join of the separator makes the whole calldata.
+    pieces = list(map(_AFTER_0X, args))  # slices made in C, one per argument
+    pieces[0] = "".join(("0x", _uniform_start_hex(len(args), stride), head, pieces[0]))
+    pieces[-1] += pad
+    return (pad + head).join(pieces)
 
 
 _FIRST_TWO = itemgetter(slice(None, 2))
@@ -522,9 +528,10 @@ class FastMulticall(Multicall):
         return decode_aggregate3(data, len(args), address=self.address)
 
     async def aggregate_prepared(
-        self, calls: Sequence[Call], calldata_hex: str, *, block: int
+        self, calls: Sequence[Call], calldata: str, *, block: int
     ) -> list[CallResult]:
-        """`aggregate(calls, block=block)`, given `encode_aggregate3(calls).hex()` already made.
+        """`aggregate(calls, block=block)`, given its calldata already made:
+        `"0x" + encode_aggregate3(calls).hex()`.
 
         For a batch repeated tick after tick (the same calls at a new block): when it fits in
         one chunk, its calldata is sent as given instead of encoded again; otherwise, and when
@@ -536,7 +543,7 @@ class FastMulticall(Multicall):
         if len(calls) > self.chunk_size:
             return await self.aggregate(calls, block=block)
         try:
-            data = await self._send_hex(calldata_hex, block_param(block))
+            data = await self._send_hex(calldata, block_param(block))
         except RpcError as exc:
             if classify_error(exc) is not ErrorKind.TOO_LARGE:
                 raise
@@ -544,15 +551,15 @@ class FastMulticall(Multicall):
         return decode_aggregate3(data, len(calls), address=self.address)
 
     async def aggregate_prepared_answer(
-        self, calls: Sequence[Call], calldata_hex: str, *, block: int
+        self, calls: Sequence[Call], calldata: str, *, block: int
     ) -> Aggregate3Answer | list[CallResult]:
         """`aggregate_prepared`, its answer read lazily (`Aggregate3Answer`) when it came in
         one piece; the CallResults when the batch was split (too many calls for one chunk, or
         refused for its size)."""
         if not calls or len(calls) > self.chunk_size:
-            return await self.aggregate_prepared(calls, calldata_hex, block=block)
+            return await self.aggregate_prepared(calls, calldata, block=block)
         try:
-            data = await self._send_hex(calldata_hex, block_param(block))
+            data = await self._send_hex(calldata, block_param(block))
         except RpcError as exc:
             if classify_error(exc) is not ErrorKind.TOO_LARGE:
                 raise
@@ -574,4 +581,4 @@ class FastMulticall(Multicall):
 
     async def _send(self, calldata: bytes, block: str) -> bytes:
         """One eth_call of aggregate3 `calldata` at `block`: the answer's bytes."""
-        return await self._send_hex(calldata.hex(), block)
+        return await self._send_hex("0x" + calldata.hex(), block)

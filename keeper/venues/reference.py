@@ -585,7 +585,7 @@ class ReferenceVenue:
             wallet,
             account_words,
             tuple(calls),
-            encode_aggregate3(calls).hex(),
+            "0x" + encode_aggregate3(calls).hex(),
         )
         self._request = request
         return request
@@ -1088,7 +1088,7 @@ _Chunk = tuple[dict[str, Position], list[ReadIssue]]
 class _MetaRequest:
     """The first batch of a read for one watch list: the watch as given (`accounts`,
     `wallet`), the same checked (`checked`, `wallet_checked`, `words`: each account's address
-    word), and the batch's calls and their aggregate3 calldata as hex."""
+    word), and the batch's calls and their aggregate3 calldata ("0x" and hex)."""
 
     accounts: tuple[str, ...]
     wallet: str | None

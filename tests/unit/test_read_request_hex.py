@@ -38,7 +38,8 @@ USDC = Token("0x5FbDB2315678afecb367f032d93F642f64180aa3", "USDC", 6)
 )
 def test_hex_uniform_encoding_equals_the_bytes_one(prefix: bytes, args: list[bytes]) -> None:
     expected = encode_aggregate3_uniform(A, prefix, args).hex()
-    assert encode_aggregate3_uniform_hex(A, prefix, ["0x" + a.hex() for a in args]) == expected
+    got = encode_aggregate3_uniform_hex(A, prefix, ["0x" + a.hex() for a in args])
+    assert got == "0x" + expected
     assert expected == encode_aggregate3([Call(A, prefix + a) for a in args]).hex()
 
 
@@ -95,11 +96,11 @@ def test_a_prepared_batch_is_sent_as_given_and_answers_like_aggregate() -> None:
     calls = [Call(A, bytes([i]) * 4) for i in range(5)]
     node = Node()
     multicall = FastMulticall(node, address=A, chunk_size=100)
-    prepared = encode_aggregate3(calls).hex()
+    prepared = "0x" + encode_aggregate3(calls).hex()
     got = asyncio.run(multicall.aggregate_prepared(calls, prepared, block=7))
     want = asyncio.run(multicall.aggregate(calls, block=7))
     assert got == want
-    assert node.sent[0] == node.sent[1] == "0x" + prepared
+    assert node.sent[0] == node.sent[1] == prepared
     assert multicall.round_trips == 2
 
 
@@ -107,7 +108,8 @@ def test_a_refused_prepared_batch_is_halved() -> None:
     calls = [Call(A, bytes([i]) * 4) for i in range(5)]
     node = Node(limit=2)
     multicall = FastMulticall(node, address=A, chunk_size=100)
-    got = asyncio.run(multicall.aggregate_prepared(calls, encode_aggregate3(calls).hex(), block=7))
+    prepared = "0x" + encode_aggregate3(calls).hex()
+    got = asyncio.run(multicall.aggregate_prepared(calls, prepared, block=7))
     assert [r.data for r in got] == [(i).to_bytes(32, "big") for i in (1, 2, 1, 2, 1)]
     assert multicall.chunk_size == 2
     assert multicall.shrinks == 1
