@@ -31,14 +31,19 @@ A read costs at most ceil(N / chunk_size) + 2 round trips for N positions (chunk
    re-reads its market and feed).
 Static facts (the collateral token, the feeds' names) are read once by `connect()`.
 
-Speed (scripts/bench_snapshot.py): the positions' answers are read in place, word by word
+Speed (scripts/bench_snapshot.py): the answers are decoded from the HTTP body's bytes without
+a JSON parse or an intermediate string (`jsonrpc.parse_data_response`); the first batch's
+answer is read lazily (`codec.Aggregate3Answer`), so the first positions batch goes out after
+a few accounts' key lists; keys are hexed once, with "0x", in one C pass per list, and the
+requests are joined from them in one go. The positions' answers are read in place
 (`codec.decode_aggregate3_uniform`, `_model_chunk`), every field checked there, and the model
-values are built with the trusted constructors (`Position.trusted`, `TokenAmount.trusted`...),
-which skip only the checks `_model_chunk` has made. The cyclic garbage collector is paused
-for the read, and at its end the Snapshot's objects are moved to the oldest generation
-untraversed, with a full collection every hundredth read (`_CollectorPause`): during the read
-it would find nothing to free, and counting the Snapshot's objects as young garbage made a
-full collection of the whole heap land in almost every large read.
+values are built as the trusted constructors build them, inlined (`VALUE_SLOTS`,
+`POSITION_SLOTS`), which skip only the checks `_model_chunk` has made. The cyclic garbage
+collector is paused for the read, and at its end the Snapshot's objects are moved to the
+oldest generation untraversed, with a full collection every hundredth read
+(`_CollectorPause`): during the read it would find nothing to free, and counting the
+Snapshot's objects as young garbage made a full collection of the whole heap land in almost
+every large read.
 """
 
 from __future__ import annotations
