@@ -637,15 +637,7 @@ class FailoverRpc(ChainReads):
         if method in READ_METHODS:
             if block is None:
                 block = pinned_block(method, params)
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.attempts),
-                wait=wait_exponential_jitter(
-                    multiplier=self.retry_wait, max=self.retry_wait_max, jitter=self.retry_wait
-                ),
-                retry=retry_if_exception(should_fail_over),
-                reraise=True,
-            )
-            return await retrying(self._read_pass, method, params, block)
+            return await self._retrying()(self._read_pass, method, params, block)
         return await self._write(method, params)
 
     async def request_data(
@@ -659,15 +651,7 @@ class FailoverRpc(ChainReads):
             return hex_data(method, await self._write(method, params))
         if block is None:
             block = pinned_block(method, params)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_wait, max=self.retry_wait_max, jitter=self.retry_wait
-            ),
-            retry=retry_if_exception(should_fail_over),
-            reraise=True,
-        )
-        data: bytes = await retrying(self._read_pass, method, params, block, data=True)
+        data: bytes = await self._retrying()(self._read_pass, method, params, block, data=True)
         return data
 
     async def close(self) -> None:
@@ -683,6 +667,17 @@ class FailoverRpc(ChainReads):
         await self.close()
 
     # -- internals --
+
+    def _retrying(self) -> AsyncRetrying:
+        """tenacity's retry of whole passes over the endpoints, for reads."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_wait, max=self.retry_wait_max, jitter=self.retry_wait
+            ),
+            retry=retry_if_exception(should_fail_over),
+            reraise=True,
+        )
 
     def _order(self, block: int | None) -> list[_Endpoint]:
         now = self._clock()

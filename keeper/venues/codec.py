@@ -307,39 +307,8 @@ def _word(data: bytes, at: int, what: str) -> int:
 
 def decode_aggregate3(data: bytes, expected: int, *, address: str = "") -> list[CallResult]:
     """aggregate3's return data ((bool, bytes)[]) -> one CallResult per call."""
-    if not data:
-        raise MulticallError(
-            "eth_call",
-            f"aggregate3 returned no data: is Multicall3 deployed at {address or 'the address'}?",
-        )
-    what = "aggregate3 answer"
-    start = _word(data, 0, what)
-    count = _word(data, start, what)
-    if count != expected:
-        raise RpcMalformedResponseError(
-            "eth_call", f"aggregate3 returned {count} results for {expected} calls"
-        )
-    base = start + WORD
-    size = len(data)
-    if base + count * WORD > size:
-        raise RpcMalformedResponseError("eth_call", f"{what}: answer cut short")
-    from_bytes = int.from_bytes
-    results: list[CallResult] = []
-    append = results.append
-    for head in range(base, base + count * WORD, WORD):
-        element = base + from_bytes(data[head : head + WORD], "big")
-        flag = data[element : element + WORD]
-        at = element + from_bytes(data[element + WORD : element + 2 * WORD], "big")
-        if at + WORD > size or element + 2 * WORD > size:
-            raise RpcMalformedResponseError("eth_call", f"{what}: answer cut short")
-        length = from_bytes(data[at : at + WORD], "big")
-        end = at + WORD + length
-        if end > size or (flag not in (_TRUE, _FALSE)):
-            raise RpcMalformedResponseError(
-                "eth_call", f"{what}: result {(head - base) // WORD} is malformed"
-            )
-        append(CallResult(flag == _TRUE, data[at + WORD : end]))
-    return results
+    answer = Aggregate3Answer(data, expected, address=address)
+    return [answer.result(i) for i in range(expected)]
 
 
 class Aggregate3Answer:
