@@ -17,13 +17,13 @@ How positions are made: a fresh Anvil (block gas limit 4e9) with the reference e
 eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
 anvil_setBalance) one mint, one approve, one cross deposit, then 16 isolated and 4 cross
 opens (longs twice the size of shorts, so funding flows), all sent as JSON-RPC batches of
-eth_sendTransaction with automine off and mined in a few blocks; then an hour passes, so every
-position has accrued funding to decode. Reads and raw replays alternate, 25 of each; the
-times are medians, "/ raw" is the ratio of the medians and "paired" the median of the 25
-ratios of a read to the raw replay run right after it (this machine's speed drifts from
-minute to minute, which moves both alike). A second table gives the mean and the slowest of
-the same runs (a full garbage collection, every 100th read, lands in some reads and not in
-others). Usage: .venv/bin/python scripts/bench_snapshot.py
+eth_sendTransaction with automine off and mined in a few blocks; then an hour passes, so the
+positions carry accrued funding to decode (the script prints how many). Reads and raw
+replays alternate, 25 of each; the times are medians, "/ raw" is the ratio of the medians
+and "paired" the median of the 25 ratios of a read to the raw replay run right after it
+(this machine's speed drifts from minute to minute, which moves both alike). A second table
+gives the mean and the slowest of the same runs (a full garbage collection, every 100th
+read, lands in some reads and not in others). Usage: .venv/bin/python scripts/bench_snapshot.py
 """
 
 from __future__ import annotations
