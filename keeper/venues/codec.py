@@ -384,16 +384,8 @@ class Aggregate3Answer:
         success, start, end = self.locate(index)
         if not success:
             return None
-        data = self._data
-        if end - start < 2 * WORD:
-            raise VenueDecodeError(f"{what}: expected a bytes32[], got {end - start} bytes")
-        offset = int.from_bytes(data[start : start + WORD], "big")
-        if offset != WORD:
-            raise VenueDecodeError(f"{what}: bad array offset {offset}")
-        count = int.from_bytes(data[start + WORD : start + 2 * WORD], "big")
-        if end - start != (2 + count) * WORD:
-            raise VenueDecodeError(f"{what}: {count} keys do not fit in {end - start} bytes")
-        return _keys_0x(data[start + 2 * WORD : end]) if count else []
+        count = _bytes32_count(self._data, start, end, what)
+        return _keys_0x(self._data[start + 2 * WORD : end]) if count else []
 
 
 _ANSWER = "aggregate3 answer"
@@ -406,29 +398,30 @@ def read_words(data: bytes, count: int, what: str) -> list[int]:
     return [int.from_bytes(data[i : i + WORD], "big") for i in range(0, count * WORD, WORD)]
 
 
-def read_bytes32_array(data: bytes, what: str) -> list[bytes]:
-    """A returned bytes32[]; VenueDecodeError when it is not one."""
-    if len(data) < 2 * WORD:
-        raise VenueDecodeError(f"{what}: expected a bytes32[], got {len(data)} bytes")
-    offset = int.from_bytes(data[:WORD], "big")
+def _bytes32_count(data: bytes, start: int, end: int, what: str) -> int:
+    """The length of the bytes32[] that `data[start:end]` returns, its offset and size
+    checked; VenueDecodeError naming `what` when it is not one."""
+    size = end - start
+    if size < 2 * WORD:
+        raise VenueDecodeError(f"{what}: expected a bytes32[], got {size} bytes")
+    offset = int.from_bytes(data[start : start + WORD], "big")
     if offset != WORD:
         raise VenueDecodeError(f"{what}: bad array offset {offset}")
-    count = int.from_bytes(data[WORD : 2 * WORD], "big")
-    if len(data) != (2 + count) * WORD:
-        raise VenueDecodeError(f"{what}: {count} keys do not fit in {len(data)} bytes")
+    count = int.from_bytes(data[start + WORD : start + 2 * WORD], "big")
+    if size != (2 + count) * WORD:
+        raise VenueDecodeError(f"{what}: {count} keys do not fit in {size} bytes")
+    return count
+
+
+def read_bytes32_array(data: bytes, what: str) -> list[bytes]:
+    """A returned bytes32[]; VenueDecodeError when it is not one."""
+    count = _bytes32_count(data, 0, len(data), what)
     return [data[i : i + WORD] for i in range(2 * WORD, (2 + count) * WORD, WORD)]
 
 
 def read_bytes32_hex(data: bytes, what: str) -> list[str]:
     """`read_bytes32_array`, each element as "0x" and lowercase hex (checked the same)."""
-    if len(data) < 2 * WORD:
-        raise VenueDecodeError(f"{what}: expected a bytes32[], got {len(data)} bytes")
-    offset = int.from_bytes(data[:WORD], "big")
-    if offset != WORD:
-        raise VenueDecodeError(f"{what}: bad array offset {offset}")
-    count = int.from_bytes(data[WORD : 2 * WORD], "big")
-    if len(data) != (2 + count) * WORD:
-        raise VenueDecodeError(f"{what}: {count} keys do not fit in {len(data)} bytes")
+    count = _bytes32_count(data, 0, len(data), what)
     return _keys_0x(data[2 * WORD :]) if count else []
 
 
