@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from keeper.chain.revert import RevertReason
+from keeper.chain.rpc import ChainReads
 from keeper.model import Action, Snapshot
 from keeper.units import TokenAmount, Usd
 
@@ -234,3 +235,14 @@ class Venue(Protocol):
     def decode_error(self, data: bytes) -> RevertReason:
         """The venue's revert data, decoded (custom errors by name and arguments)."""
         ...
+
+
+async def pin_block(reads: ChainReads, block: int | None) -> tuple[int, int]:
+    """The block a read is pinned to, and the round trips spent finding it: `block` as given
+    (none), or the node's head when it is None (one, eth_blockNumber). VenueError for a
+    negative block."""
+    if block is None:
+        return await reads.block_number(), 1
+    if block < 0:
+        raise VenueError(f"block must not be negative, got {block}")
+    return block, 0

@@ -95,6 +95,7 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    pin_block,
 )
 from keeper.venues.codec import ContractFn
 from keeper.venues.gmx_math import (
@@ -979,14 +980,7 @@ class GmxVenue:
             raise VenueError("watch: an account is listed twice")
         wallet = _checksum(watch.wallet, "wallet") if watch.wallet else None
         trips = self._meta.round_trips + self._batches.round_trips
-        extra = 0
-        if block is None:
-            number = await self._reads.block_number()
-            extra = 1
-        elif block < 0:
-            raise VenueError(f"block must not be negative, got {block}")
-        else:
-            number = block
+        number, extra = await pin_block(self._reads, block)
         d = self.deployment
         mc = d.multicall
         calls = [

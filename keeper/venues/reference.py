@@ -101,6 +101,7 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    pin_block,
     sync_action_state,
 )
 from keeper.venues.codec import (
@@ -599,14 +600,7 @@ class ReferenceVenue:
         request = self._meta_request(watch)
         accounts, wallet, account_words = request.checked, request.wallet_checked, request.words
         meta_trips, batch_trips = self._meta.round_trips, self._batches.round_trips
-        pin_trips = 0
-        if block is None:
-            number = await self._reads.block_number()
-            pin_trips = 1
-        elif block < 0:
-            raise VenueError(f"block must not be negative, got {block}")
-        else:
-            number = block
+        number, pin_trips = await pin_block(self._reads, block)
         st = self._static
         answer = await self._meta.aggregate_prepared_answer(
             request.calls, request.calldata, block=number
