@@ -69,9 +69,10 @@ def test_aggregate3_bad_answers_are_malformed(data: bytes, match: str) -> None:
         decode_aggregate3(data, 2)
 
 
-def position_data(**over: int) -> bytes:
+def position_data(account: str | int = A, **over: int) -> bytes:
+    """PerpExchange.positions return data: nine words, `over` replacing the defaults."""
     fields = {
-        "account": int(A, 16),
+        "account": int(account, 16) if isinstance(account, str) else account,
         "long": 1,
         "cross": 0,
         "market": 1,

@@ -27,6 +27,7 @@ from keeper.venues.reference import (
     decode_position,
     map_position,
 )
+from tests.unit.test_reference_decode import position_data as decode_position_data
 
 USDC = Token("0x5FbDB2315678afecb367f032d93F642f64180aa3", "USDC", 6)
 EXCHANGE = "0x" + "e0" * 20
@@ -63,19 +64,8 @@ MARKETS = {
 
 
 def position_data(account: str | int, **over: int) -> bytes:
-    fields = {
-        "account": int(account, 16) if isinstance(account, str) else account,
-        "long": 1,
-        "cross": 0,
-        "market": 0,
-        "size": 5 * 10**17,
-        "collateral": 3_000 * 10**6,
-        "entry": 60_000 * 10**18,
-        "index": -(12 * 10**18),
-        "updated": 1_700_000_000,
-    }
-    fields.update(over)
-    return b"".join(v.to_bytes(32, "big", signed=True) for v in fields.values())
+    """`test_reference_decode.position_data`, in market 0 unless told."""
+    return decode_position_data(account, **{"market": 0, **over})
 
 
 class FakeNode:
