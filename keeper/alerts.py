@@ -78,6 +78,7 @@ class AlertCode(StrEnum):
     RPC_STALLED = "rpc_stalled"
     SEQUENCER_DOWN = "sequencer_down"
     HALTED = "halted"
+    FATAL = "fatal"
 
 
 def _severity(value: object, what: str) -> Severity:

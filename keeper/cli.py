@@ -42,7 +42,13 @@ from keeper.model import (
     Snapshot,
     Token,
 )
-from keeper.runtime import StartError, connect_venue, open_runtime, run_keeper
+from keeper.runtime import (
+    StartError,
+    check_against_chain,
+    connect_venue,
+    open_runtime,
+    run_keeper,
+)
 from keeper.signer import SignerError
 from keeper.units import (
     Price,
@@ -748,6 +754,12 @@ def _operator_parsers(commands: Any) -> None:
     )
     check.add_argument("file", metavar="FILE")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also connect to the chain as `keeper run` would (no key needed): chain id, the "
+        "venue's contracts, the budget's token and its decimals, the watched positions",
+    )
     check.set_defaults(parser=check)
 
     run = commands.add_parser(
@@ -808,8 +820,11 @@ def _load_config(path: str) -> Config | None:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    notes: list[str] = []
     try:
         config = load(args.file)
+        if args.online:
+            notes = asyncio.run(check_against_chain(config))
     except ConfigError as exc:
         if args.json:
             problems = [{"key": p.key, "message": p.message} for p in exc.problems]
@@ -817,11 +832,20 @@ def _config_check(args: argparse.Namespace) -> int:
         else:
             print(str(exc), file=sys.stderr)
         return 1
+    except (StartError, RpcError, VenueError) as exc:
+        if args.json:
+            problem = {"key": "(chain)", "message": str(exc)}
+            print(json.dumps({"file": args.file, "ok": False, "problems": [problem]}))
+        else:
+            print(f"{args.file}: the chain check failed: {exc}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps({"file": args.file, "ok": True, "problems": []}))
+        print(json.dumps({"file": args.file, "ok": True, "problems": [], "online": notes}))
     else:
         print(f"{args.file}: ok")
         for line in describe(config):
+            print(f"  {line}")
+        for line in notes:
             print(f"  {line}")
     return 0
 
@@ -839,6 +863,9 @@ def _run(args: argparse.Namespace) -> int:
         args.parser.error("--ticks: must be at least 1")
     try:
         return asyncio.run(run_keeper(config, dry_run=args.dry_run, stop_after_ticks=args.ticks))
+    except ConfigError as exc:
+        print(f"keeper run: {exc}", file=sys.stderr)
+        return 2
     except (StartError, SignerError, RpcError, VenueError) as exc:
         print(f"keeper run: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -989,6 +1016,9 @@ def _manual(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(go())
+    except ConfigError as exc:
+        print(f"keeper {name}: {exc}", file=sys.stderr)
+        return 2
     except (ManualError, StartError, SignerError, RpcError, VenueError) as exc:
         print(f"keeper {name}: {exc}", file=sys.stderr)
         return 1

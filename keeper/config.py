@@ -153,6 +153,51 @@ class AlertSinkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """[budget]: what top-ups may spend, in one token, the one the keeper's wallet pays them in.
+
+    `token` is an address or a symbol, resolved against the venue's collateral tokens at start
+    (None: the venue's only collateral token; GMX needs it named); `token_decimals` is checked
+    against the token's own decimals when given, else they are read from the token. The amounts
+    are in whole tokens, as written; `in_units` turns them into the token's smallest units.
+    """
+
+    token: str | None
+    token_decimals: int | None
+    max_top_up_per_position: Decimal
+    max_spend_per_day: Decimal
+    reserve: Decimal
+
+    def problems(self, decimals: int) -> list[Problem]:
+        """An amount with more decimals than the token has, each named by its key."""
+        out = []
+        for name in BUDGET_AMOUNTS:
+            value: Decimal = getattr(self, name)
+            raw = value.scaleb(decimals)
+            if raw != raw.to_integral_value():
+                out.append(
+                    Problem(
+                        f"budget.{name}",
+                        f"expected an amount with at most {decimals} decimals (the token's), "
+                        f"got {value}",
+                    )
+                )
+        return out
+
+    def in_units(self, decimals: int, *, source: str = "<config>") -> Budget:
+        """The budget in units of a token with `decimals`; ConfigError if an amount does not
+        fit them."""
+        problems = self.problems(decimals)
+        if problems:
+            raise ConfigError(source, problems)
+        amounts = {
+            name: TokenAmount(int(getattr(self, name).scaleb(decimals)), decimals)
+            for name in BUDGET_AMOUNTS
+        }
+        return Budget(**amounts)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     mode: str  # "active" or "observer"
@@ -164,8 +209,7 @@ class Config:
     accounts: tuple[str, ...]
     signer: SignerConfig
     thresholds: Thresholds
-    budget: Budget
-    budget_token_decimals: int
+    budget: BudgetConfig
     metrics: MetricsConfig | None
     alerts: tuple[AlertSinkConfig, ...]
     alert_dedup_window_s: int
@@ -616,32 +660,51 @@ def _thresholds(r: _Reader, data: Mapping[str, Any]) -> Thresholds | None:
     return Thresholds(default=default, overrides=overrides) if default is not None else None
 
 
-def _budget(r: _Reader, data: Mapping[str, Any]) -> tuple[Budget | None, int]:
+BUDGET_AMOUNTS: Final = ("max_top_up_per_position", "max_spend_per_day", "reserve")
+
+
+def _budget(r: _Reader, data: Mapping[str, Any], venue_kind: str | None) -> BudgetConfig | None:
     p = "budget"
     t = r.table(data, "budget", "")
-    r.unknown(t, p, ("token_decimals", "max_top_up_per_position", "max_spend_per_day", "reserve"))
-    decimals = r.get(t, "token_decimals", p, int, 6)
+    r.unknown(t, p, ("token", "token_decimals", *BUDGET_AMOUNTS))
+    token = r.get(t, "token", p, str, None)
+    if token is not None:
+        token = token.strip()
+        if token.lower().startswith("0x"):
+            token = r.address(token, f"{p}.token")
+        elif not re.fullmatch(r"[A-Za-z0-9.+_-]{1,32}", token):
+            r.fail(
+                f"{p}.token", f"expected a token symbol such as USDC or an address, got {token!r}"
+            )
+            token = None
+    elif venue_kind == "gmx" and "token" not in t:
+        r.fail(
+            f"{p}.token",
+            "missing; GMX positions hold any of their market's tokens as collateral: name the "
+            'token the wallet pays top-ups in (a symbol such as "USDC", or its address)',
+        )
+    decimals = r.get(t, "token_decimals", p, int, None)
     if decimals is not None and not 0 <= decimals <= 36:
         r.fail(f"{p}.token_decimals", f"expected 0..36, got {decimals}")
         decimals = None
-    amounts: dict[str, TokenAmount] = {}
-    for name in ("max_top_up_per_position", "max_spend_per_day", "reserve"):
+    amounts: dict[str, Decimal] = {}
+    for name in BUDGET_AMOUNTS:
         value = r.decimal(t, name, p)
-        if value is None or decimals is None:
+        if value is None:
             continue
-        raw = value * (Decimal(10) ** decimals)
-        if value < 0 or raw != raw.to_integral_value():
-            r.fail(
-                f"{p}.{name}",
-                f"expected an amount >= 0 with at most {decimals} decimals, got {value}",
-            )
+        if value < 0:
+            r.fail(f"{p}.{name}", f"expected an amount >= 0, got {value}")
             continue
-        amounts[name] = TokenAmount(int(raw), decimals)
-    if decimals is None or len(amounts) != 3:
-        return None, decimals or 0
+        amounts[name] = value
+    if len(amounts) != len(BUDGET_AMOUNTS):
+        return None
+    budget = BudgetConfig(token=token, token_decimals=decimals, **amounts)
+    if decimals is not None:
+        for problem in budget.problems(decimals):
+            r.problems.append(problem)
     if amounts["max_top_up_per_position"] > amounts["max_spend_per_day"]:
         r.fail(f"{p}.max_top_up_per_position", "must be <= max_spend_per_day")
-    return Budget(**amounts), decimals
+    return budget
 
 
 def _metrics(r: _Reader, data: Mapping[str, Any]) -> MetricsConfig | None:
@@ -785,7 +848,7 @@ def parse(
     accounts = _accounts(r, data)
     signer = _signer(r, data, base, mode)
     thresholds = _thresholds(r, data)
-    budget, decimals = _budget(r, data)
+    budget = _budget(r, data, venue.kind if venue else None)
     metrics = _metrics(r, data)
     alerts = _alerts(r, data, env)
     if (
@@ -815,7 +878,6 @@ def parse(
         signer=signer,
         thresholds=thresholds,
         budget=budget,
-        budget_token_decimals=decimals,
         metrics=metrics,
         alerts=alerts,
         alert_dedup_window_s=dedup or 0,
@@ -847,6 +909,12 @@ def describe(config: Config) -> Iterator[str]:
     preset = f" preset {c.venue.preset}" if c.venue.preset else ""
     yield f"venue: {c.venue.kind} {dict(c.venue.addresses)}{preset}"
     yield f"accounts: {len(c.accounts)} watched"
+    b = c.budget
+    token = b.token or "the venue's collateral token"
+    yield (
+        f"budget: in {token}: top-ups up to {b.max_top_up_per_position} each, "
+        f"{b.max_spend_per_day} a day, {b.reserve} kept in reserve"
+    )
     yield f"signer: {c.signer.source}"
     yield f"journal: {c.journal}"
     yield f"alerts: {', '.join(s.label for s in c.alerts) or 'none'}"

@@ -404,6 +404,7 @@ class Keeper:
                     await next_head
                 break
             stopper.cancel()
+            head: NewHead | None = None
             try:
                 head = next_head.result()
                 await self.tick(head)
@@ -416,8 +417,11 @@ class Keeper:
                 if limit and errors >= limit:
                     log.error("giving up after %d failed ticks", errors)
                     return EXIT_FATAL
-            except Exception:
-                log.exception("fatal error in the keeper loop")
+            except Exception as exc:
+                at = f" at block {head.number}" if head is not None else ""
+                what = f"fatal error in the keeper loop{at}: {type(exc).__name__}: {exc}"
+                log.exception("%s", what)
+                self.events.alert("fatal", Severity.CRITICAL, f"{what}; the keeper stopped")
                 return EXIT_FATAL
             if (
                 self.settings.stop_after_ticks is not None

@@ -469,9 +469,10 @@ def decide(
     actions: list[Action] = []
     for case in cases:
         available = pool.min(budget.max_top_up_per_position)
-        if case.subject.token != wallet.token:  # the wallet cannot pay in this token
+        payable = case.subject.token == wallet.token
+        if not payable:  # the wallet cannot pay in this token: reduce and close only
             available = case.subject.collateral.zero()
-        decided = _filter(case, _decide_one(case, available))
+        decided = _filter(case, _decide_one(case, available, wallet.token if not payable else None))
         for action in decided:
             if isinstance(action, TopUp):
                 pool = pool - action.amount
@@ -515,7 +516,10 @@ def _filter(case: _Case, actions: list[Action]) -> list[Action]:
     return [a for a in actions if STRENGTH[a.kind] > floor]
 
 
-def _decide_one(case: _Case, available: TokenAmount) -> list[Action]:
+def _decide_one(
+    case: _Case, available: TokenAmount, wallet_token: Token | None = None
+) -> list[Action]:
+    """`wallet_token` is given when the wallet cannot pay in the subject's collateral token."""
     th, x = case.th, case.x
     last_kind = case.last.kind if case.last is not None else None
     top_up_below = th.top_up_below
@@ -536,6 +540,17 @@ def _decide_one(case: _Case, available: TokenAmount) -> list[Action]:
         if available:
             return [
                 _top_up(case, available, available, "top_up_partial", "is all the budget allows")
+            ]
+        if wallet_token is not None:
+            return [
+                _alert(
+                    case,
+                    Severity.WARNING,
+                    "top_up_other_token",
+                    need,
+                    available,
+                    wallet_token=wallet_token,
+                )
             ]
         return [_alert(case, Severity.WARNING, "budget_exhausted", need, available)]
     if withdraw_above is not None and x is not None and x > withdraw_above:
@@ -736,11 +751,18 @@ def _alert(
     code: str,
     need: TokenAmount | None,
     available: TokenAmount | None,
+    *,
+    wallet_token: Token | None = None,
 ) -> Alert:
     subject, th = case.subject, case.th
     messages = {
         "budget_exhausted": "the budget allows no top-up",
         "close_uneconomic": "closing now returns less than a liquidation would",
+        "top_up_other_token": (
+            f"no top-up: its collateral is {subject.token.symbol}, the wallet and budget are in "
+            f"{wallet_token.symbol if wallet_token else '?'}; it is reduced or closed below "
+            f"reduce_below {th.reduce_below}"
+        ),
     }
     reason = Reason(
         code,

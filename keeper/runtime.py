@@ -15,15 +15,15 @@ from typing import Self
 from keeper.alerts import Alerter, AlerterSettings, SinkSettings
 from keeper.chain.blocks import BlockStream
 from keeper.chain.rpc import FailoverRpc
-from keeper.config import Config
+from keeper.config import Config, ConfigError, Problem
 from keeper.journal import Journal
 from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport
 from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
-from keeper.model import Severity
-from keeper.policy import MarketThresholds, Thresholds
+from keeper.model import Severity, Token
+from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
-from keeper.venues.base import Execution, Venue, VenueError, Watch
+from keeper.venues.base import Execution, Venue, Watch
 from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
 
@@ -110,6 +110,88 @@ async def connect_venue(config: Config, rpc: FailoverRpc) -> Venue:
     raise StartError(f"venue.kind = {v.kind!r}: this build has no adapter for it")
 
 
+def pick_token(spec: str | None, tokens: tuple[Token, ...], *, source: str) -> Token:
+    """The collateral token `spec` names among the venue's `tokens`: an address, or a symbol
+    (case-insensitive, and it must name one token); None: the venue's only token. ConfigError
+    naming budget.token otherwise, with the choices."""
+
+    def fail(message: str) -> ConfigError:
+        listed = ", ".join(f"{t.symbol} ({t.address})" for t in tokens) or "none"
+        return ConfigError(source, [Problem("budget.token", f"{message}; this venue's: {listed}")])
+
+    if spec is None:
+        if len(tokens) == 1:
+            return tokens[0]
+        raise fail("missing; name the collateral token the wallet pays top-ups in")
+    if spec.startswith("0x"):
+        found = [t for t in tokens if t.address.lower() == spec.lower()]
+    else:
+        found = [t for t in tokens if t.symbol.lower() == spec.lower()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise fail(f"{spec} is not a collateral token of the venue")
+    raise fail(f"{spec} names {len(found)} tokens: give the address")
+
+
+async def resolve_budget(config: Config, venue: Venue) -> tuple[Token, Budget]:
+    """The token the wallet pays top-ups in, and the budget in its units. ConfigError naming
+    budget.token / budget.token_decimals / an amount when the config does not fit the venue."""
+    b = config.budget
+    token = pick_token(b.token, await venue.collateral_tokens(), source=config.source)
+    if b.token_decimals is not None and b.token_decimals != token.decimals:
+        raise ConfigError(
+            config.source,
+            [
+                Problem(
+                    "budget.token_decimals",
+                    f"{b.token_decimals}, but {token.symbol} ({token.address}) has "
+                    f"{token.decimals} decimals on this chain",
+                )
+            ],
+        )
+    return token, b.in_units(token.decimals, source=config.source)
+
+
+async def check_against_chain(config: Config) -> list[str]:
+    """`config check --online`: connects as `keeper run` would (chain id, the venue's contracts,
+    the budget's token and its decimals) without a key, and reads the watched positions once.
+    Lines describing what was found; ConfigError for what does not fit the chain, StartError,
+    RpcError or VenueError when the chain or venue cannot be reached or checked."""
+    async with FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks) as rpc:
+        chain_id = await rpc.chain_id()
+        if chain_id != config.chain.chain_id:
+            raise ConfigError(
+                config.source,
+                [
+                    Problem(
+                        "chain.chain_id",
+                        f"{config.chain.chain_id}, but the RPC endpoints serve chain {chain_id}",
+                    )
+                ],
+            )
+        venue = await connect_venue(config, rpc)
+        token, budget = await resolve_budget(config, venue)
+        read = await venue.read(Watch(config.accounts, None, token.address))
+    snap = read.snapshot
+    lines = [
+        f"chain {chain_id} answers; venue {venue.name} connected",
+        f"budget token: {token.symbol} ({token.address}), {token.decimals} decimals; "
+        f"top-ups up to {budget.max_top_up_per_position} each, {budget.max_spend_per_day} a "
+        f"day, {budget.reserve} in reserve",
+        f"watched: {len(snap.positions)} position(s), {len(snap.accounts)} cross account(s) "
+        f"at block {snap.block_number}",
+    ]
+    for p in snap.positions:
+        if p.collateral_token.address != token.address:
+            lines.append(
+                f"warning: position {p.key} holds {p.collateral_token.symbol} as collateral, not "
+                f"{token.symbol}: the keeper can reduce or close it, not top it up"
+            )
+    lines += [f"warning: {issue.message}" for issue in read.issues]
+    return lines
+
+
 @dataclass
 class Runtime:
     """The parts of one keeper process; `async with open_runtime(...)` closes them."""
@@ -120,6 +202,8 @@ class Runtime:
     journal: Journal
     signer: Signer | None
     txs: TxManager | None
+    budget_token: Token
+    budget: Budget
     _closed: bool = field(default=False, repr=False)
 
     async def __aenter__(self) -> Self:
@@ -142,7 +226,11 @@ class Runtime:
 
     @property
     def watch(self) -> Watch:
-        return Watch(self.config.accounts, self.signer.address if self.signer else None)
+        return Watch(
+            self.config.accounts,
+            self.signer.address if self.signer else None,
+            self.budget_token.address,
+        )
 
 
 async def open_runtime(
@@ -170,6 +258,7 @@ async def open_runtime(
                 f"{chain_id}: wrong URL or wrong config"
             )
         venue = await connect_venue(config, rpc)
+        token, budget = await resolve_budget(config, venue)
     except BaseException:
         await rpc.close()
         raise
@@ -181,7 +270,16 @@ async def open_runtime(
         if signer is not None
         else None
     )
-    return Runtime(config=config, rpc=rpc, venue=venue, journal=journal, signer=signer, txs=txs)
+    return Runtime(
+        config=config,
+        rpc=rpc,
+        venue=venue,
+        journal=journal,
+        signer=signer,
+        txs=txs,
+        budget_token=token,
+        budget=budget,
+    )
 
 
 class OpsEvents:
@@ -272,7 +370,7 @@ async def run_keeper(
         alerter = alerter_for(config, metrics)
         if alerter is not None:
             await alerter.start()
-        token = await _collateral_token(runtime, config)
+        await _check_watch(runtime)
         sequencer = (
             SequencerFeed(config.chain.sequencer_uptime_feed, config.chain.sequencer_grace_s)
             if config.chain.sequencer_uptime_feed
@@ -289,9 +387,9 @@ async def run_keeper(
             journal=runtime.journal,
             watch=runtime.watch,
             thresholds=thresholds_for(config, runtime.venue.name),
-            budget=config.budget,
+            budget=runtime.budget,
             settings=LoopSettings(
-                venue_token=token,
+                venue_token=runtime.budget_token.address,
                 dry_run=dry,
                 halt_file=config.halt_file,
                 sequencer=sequencer,
@@ -323,7 +421,10 @@ async def run_keeper(
         await runtime.close()
 
 
-async def _collateral_token(runtime: Runtime, config: Config) -> str:
+async def _check_watch(runtime: Runtime) -> None:
+    """Warnings at start: threshold overrides for markets the venue does not have, and watched
+    positions whose collateral is not the budget's token (reduce and close only)."""
+    config = runtime.config
     read = await runtime.venue.read(runtime.watch)
     markets = {m.market_id for m in read.snapshot.markets}
     for key in config.thresholds.overrides:
@@ -335,7 +436,15 @@ async def _collateral_token(runtime: Runtime, config: Config) -> str:
                 ident,
                 ", ".join(sorted(markets)),
             )
-    token = read.snapshot.wallet.token.address
-    if not token:
-        raise VenueError("the venue reports no collateral token")
-    return token
+    token = runtime.budget_token
+    for p in read.snapshot.positions:
+        if p.collateral_token.address != token.address:
+            log.warning(
+                "position %s (%s %s) holds %s as collateral, the budget is in %s: it is "
+                "protected by reduce and close only",
+                p.key,
+                p.market_id,
+                p.side.value,
+                p.collateral_token.symbol,
+                token.symbol,
+            )

@@ -364,6 +364,7 @@ class Devnet:
                 "markets": self._market_thresholds(),
             },
             "budget": {
+                "token": "USDC",
                 "token_decimals": USDC_DECIMALS,
                 "max_top_up_per_position": "5000",
                 "max_spend_per_day": "20000",

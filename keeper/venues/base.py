@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from keeper.chain.revert import RevertReason
 from keeper.chain.rpc import ChainReads
-from keeper.model import Action, Snapshot
+from keeper.model import Action, Snapshot, Token
 from keeper.units import TokenAmount, Usd
 
 __all__ = [
@@ -90,11 +90,14 @@ class ActionState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """What to read: the accounts whose positions are watched, and the keeper's wallet (None in
-    observer mode: the snapshot's wallet is then the zero address with nothing in it)."""
+    """What to read: the accounts whose positions are watched, the keeper's wallet (None in
+    observer mode: the snapshot's wallet is then the zero address with nothing in it), and the
+    token the wallet pays top-ups in (one of the venue's `collateral_tokens()`; None: the
+    venue's default)."""
 
     accounts: tuple[str, ...]
     wallet: str | None = None
+    wallet_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,11 @@ class Venue(Protocol):
 
     async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
         """The watched accounts at `block` (default: the latest block), all pinned to it."""
+        ...
+
+    async def collateral_tokens(self) -> tuple[Token, ...]:
+        """The tokens this venue's positions can hold as collateral (the wallet pays top-ups in
+        one of them: `Watch.wallet_token`)."""
         ...
 
     async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:

@@ -221,6 +221,7 @@ _GET_ADDRESS = GmxFn.of("DataStore", "getAddress")
 _CONTAINS = GmxFn.of("DataStore", "containsBytes32")
 _HAS_ROLE = GmxFn.of("RoleStore", "hasRole")
 _GET_MARKET = GmxFn.of("Reader", "getMarket")
+_GET_MARKETS = GmxFn.of("Reader", "getMarkets")
 _GET_POSITION = GmxFn.of("Reader", "getPosition")
 _ACCOUNT_POSITIONS = GmxFn.of("Reader", "getAccountPositions")
 _POSITION_INFO = GmxFn.of("Reader", "getPositionInfo")
@@ -821,6 +822,7 @@ def _uint(result: CallResult, what: str) -> int:
 class _Cache:
     markets: dict[str, MarketTokens] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
+    collateral: tuple[Token, ...] | None = None
 
 
 class GmxVenue:
@@ -979,6 +981,11 @@ class GmxVenue:
         if len(set(accounts)) != len(accounts):
             raise VenueError("watch: an account is listed twice")
         wallet = _checksum(watch.wallet, "wallet") if watch.wallet else None
+        wallet_token_address = (
+            _checksum(watch.wallet_token, "watch.wallet_token")
+            if watch.wallet_token
+            else self.wallet_token
+        )
         trips = self._meta.round_trips + self._batches.round_trips
         number, extra = await pin_block(self._reads, block)
         d = self.deployment
@@ -989,7 +996,7 @@ class GmxVenue:
             Call(d.data_store, _GET_UINT.encode(MIN_COLLATERAL_USD)),
         ]
         if wallet is not None:
-            calls.append(Call(self.wallet_token, _BALANCE_OF.encode(wallet)))
+            calls.append(Call(wallet_token_address, _BALANCE_OF.encode(wallet)))
             calls.append(Call(mc, _ETH_BALANCE.encode(wallet)))
         for account in accounts:
             calls.append(
@@ -1004,10 +1011,12 @@ class GmxVenue:
         block_time = int(_BLOCK_TIME.decode(_ok(meta[1], "getCurrentBlockTimestamp"))[0])
         min_collateral_usd = _uint(meta[2], "DataStore MIN_COLLATERAL_USD")
         at = 3
-        wallet_token = await self._token(self.wallet_token, number)
+        wallet_token = await self._token(wallet_token_address, number)
         if wallet is not None:
             balance = int(_BALANCE_OF.decode(_ok(meta[3], "wallet balanceOf"))[0])
             native = int(_ETH_BALANCE.decode(_ok(meta[4], "wallet getEthBalance"))[0])
+            if wallet_token_address == self.wnt:
+                balance = native  # top-ups in the wrapped native token are paid in native value
             wallet_state = Wallet(
                 wallet, wallet_token, wallet_token.amount(balance), TokenAmount(native, 18)
             )
@@ -1112,6 +1121,22 @@ class GmxVenue:
                 # on chain the adapter reads, so they are taken as 18 (override: register_token)
                 decimals, symbol = 18, a[:8]
             self._cache.tokens[a] = Token(a, symbol, decimals)
+
+    async def collateral_tokens(self) -> tuple[Token, ...]:
+        """Every long and short token of the deployment's markets (Reader.getMarkets), in the
+        order GMX lists the markets; learnt once."""
+        if self._cache.collateral is None:
+            d = self.deployment
+            data = await self._reads.eth_call(
+                d.reader, _GET_MARKETS.encode(d.data_store, 0, self.max_positions)
+            )
+            (props,) = _GET_MARKETS.decode(data)
+            addresses = [
+                to_checksum_address(a) for p in props for a in (p[2], p[3]) if a != ZERO_ADDRESS
+            ]
+            await self._learn_tokens(addresses, "latest")
+            self._cache.collateral = tuple(self._cache.tokens[a] for a in dict.fromkeys(addresses))
+        return self._cache.collateral
 
     def register_token(self, token: Token) -> None:
         """Declare a token's decimals and symbol (synthetic index tokens have no contract)."""

@@ -539,6 +539,10 @@ class ReferenceVenue:
     def collateral_token(self) -> Token:
         return self._static.collateral
 
+    async def collateral_tokens(self) -> tuple[Token, ...]:
+        """The exchange's one collateral token."""
+        return (self._static.collateral,)
+
     def symbol(self, market_id: str | int) -> str:
         mid = int(market_id)
         return self._static.symbols.get(mid, f"MARKET{mid}")
@@ -557,6 +561,14 @@ class ReferenceVenue:
     def _meta_request(self, watch: Watch) -> _MetaRequest:
         """The first batch's calls for `watch`, encoded; kept for the next read while the watch
         list is the same (the request only: every answer is read and checked afresh)."""
+        st = self._static
+        if watch.wallet_token is not None and (
+            watch.wallet_token.lower() != st.collateral.address.lower()
+        ):
+            raise VenueError(
+                f"watch: wallet token {watch.wallet_token} is not the exchange's collateral "
+                f"token {st.collateral.symbol} ({st.collateral.address})"
+            )
         cached = self._request
         if (
             cached is not None
@@ -568,7 +580,6 @@ class ReferenceVenue:
         if len(set(accounts)) != len(accounts):
             raise VenueError("watch: an account is listed twice")
         wallet = self._account(watch.wallet, "wallet") if watch.wallet else None
-        st = self._static
         calls = [
             Call(st.multicall, _BLOCK_NUMBER.encode()),
             Call(st.multicall, _BLOCK_TIME.encode()),

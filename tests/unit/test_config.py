@@ -43,7 +43,9 @@ def test_devnet_example_loads() -> None:
     assert btc.top_up_to == Decimal("0.07")
     assert btc.cooldown_blocks == 2  # inherited from the defaults
     assert config.thresholds.lookup("reference", "0") == config.thresholds.default
-    assert config.budget.reserve.raw == 1000 * 10**6
+    assert config.budget.token == "USDC"
+    assert config.budget.reserve == Decimal(1000)
+    assert config.budget.in_units(6).reserve.raw == 1000 * 10**6
     assert config.journal == EXAMPLES / "devnet-journal.sqlite"
     assert config.sends
 
@@ -199,3 +201,38 @@ def test_override_keys_are_renamed_to_the_adapters_name() -> None:
     renamed = thresholds_for(config, "refex")
     assert renamed.lookup("refex", "1").top_up_to == Decimal("0.07")
     assert renamed.lookup("refex", "0") == renamed.default
+
+
+def test_the_budget_token_and_its_decimals() -> None:
+    data = devnet_data()
+    del data["budget"]["token_decimals"]
+    config = parse(data, environ={}, base_dir=EXAMPLES)
+    assert (config.budget.token, config.budget.token_decimals) == ("USDC", None)
+    # without decimals the amounts are checked when the token's are known
+    assert config.budget.in_units(18).max_spend_per_day.raw == 20_000 * 10**18
+    data["budget"]["reserve"] = "0.0000001"
+    config = parse(data, environ={}, base_dir=EXAMPLES)
+    with pytest.raises(ConfigError) as info:
+        config.budget.in_units(6, source="k.toml")
+    [problem] = info.value.problems
+    assert problem.key == "budget.reserve"
+    assert "at most 6 decimals" in problem.message
+    data["budget"]["token"] = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+    assert parse(data, environ={}, base_dir=EXAMPLES).budget.token == data["budget"]["token"]
+    data["budget"]["token"] = "not a token!"
+    assert "expected a token symbol" in problems(data)["budget.token"]
+    data["budget"]["token"] = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB49"
+    assert "wrong checksum" in problems(data)["budget.token"]
+
+
+def test_gmx_needs_the_budget_token_named(tmp_path: Path) -> None:
+    data = tomllib.loads((EXAMPLES / "arbitrum.toml").read_text())
+    env = {
+        "KEEPER__SIGNER__SOURCE": "none",
+        "KEEPER__KEEPER__MODE": "observer",
+        "KEEPER_TELEGRAM_TOKEN": "123:abc",
+    }
+    assert parse(data, environ=env, base_dir=tmp_path).budget.token == "USDC"
+    del data["budget"]["token"]
+    found = problems(data, env)
+    assert "GMX positions hold any of their market's tokens" in found["budget.token"]

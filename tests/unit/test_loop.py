@@ -6,6 +6,7 @@ real ones are exercised against Anvil in tests/integration/keeper)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,10 +29,11 @@ from keeper.loop import (
     history_from_journal,
 )
 from keeper.margin import Metric
-from keeper.model import Action, Scope, Snapshot
+from keeper.model import Action, Scope, Severity, Snapshot, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
+from keeper.units import TokenAmount
 from keeper.venues.base import ActionState, Execution, MinedTx, TxPlan, VenueRead, Watch
-from tests.unit.margin_factories import ref_account, ref_market, ref_position, snapshot, usdc
+from tests.unit.margin_factories import USDC, ref_account, ref_market, ref_position, snapshot, usdc
 
 THRESHOLDS = Thresholds(
     MarketThresholds(
@@ -64,6 +66,9 @@ class StandInVenue:
         if isinstance(item, BaseException):
             raise item
         return VenueRead(item)
+
+    async def collateral_tokens(self) -> tuple[Token, ...]:
+        return (USDC,)
 
     async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
         raise AssertionError("nothing is built in these tests")
@@ -163,6 +168,34 @@ async def test_stop_returns_zero(journal: Journal) -> None:
 async def test_an_unexpected_error_is_fatal(journal: Journal) -> None:
     k = keeper(StandInVenue([ZeroDivisionError("bug")]), journal)
     assert await k.run() == EXIT_FATAL
+
+
+@dataclass
+class RecordedEvents(NoEvents):
+    alerts: list[tuple[str, Severity, str]] = field(default_factory=list)
+
+    def alert(self, code: str, severity: Severity, message: str, *, key: str = "") -> None:
+        self.alerts.append((code, severity, message))
+
+
+async def test_a_type_error_escaping_the_policy_is_fatal_and_named(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a budget in 18 decimals against a wallet in USDC (6): decide refuses to mix the scales
+    k = keeper(StandInVenue([risky()]), journal)
+    k.budget = Budget(TokenAmount(10**18, 18), TokenAmount(10**19, 18), TokenAmount(0, 18))
+    events = RecordedEvents()
+    k.events = events
+    with caplog.at_level(logging.ERROR, logger="keeper.loop"):
+        assert await k.run() == EXIT_FATAL
+    [(code, severity, message)] = events.alerts
+    assert (code, severity) == ("fatal", Severity.CRITICAL)
+    assert "at block 100: TypeError: budget.max_top_up_per_position" in message
+    assert "the keeper stopped" in message
+    assert any(
+        "TypeError: budget.max_top_up_per_position" in r.getMessage() for r in caplog.records
+    )
+    assert journal.history() == []  # nothing half-done
 
 
 async def test_rpc_errors_are_survived_until_the_limit(journal: Journal) -> None:

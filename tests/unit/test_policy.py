@@ -20,6 +20,7 @@ from keeper.model import (
     Position,
     Reduce,
     Scope,
+    Severity,
     Snapshot,
     TopUp,
     Withdraw,
@@ -239,6 +240,19 @@ def test_another_collateral_token_cannot_be_topped_up() -> None:
     )
     [action] = decide(one(position), THRESHOLDS, BUDGET, NONE)
     assert isinstance(action, Reduce)
+
+
+def test_another_collateral_token_is_named_when_a_top_up_is_due() -> None:
+    # in the top-up zone, where a USDC position would be topped up, a WETH one gets an alert
+    position = replace(
+        ref_position(), collateral_token=WETH, collateral=TokenAmount(250 * 10**18, 18)
+    )
+    assert isinstance(decide(one(ref_position()), THRESHOLDS, BUDGET, NONE)[0], TopUp)
+    [action] = decide(one(position), THRESHOLDS, BUDGET, NONE)
+    assert isinstance(action, Alert)
+    assert action.reason.code == "top_up_other_token"
+    assert "its collateral is WETH, the wallet and budget are in USDC" in action.reason.message
+    assert action.severity is Severity.WARNING
 
 
 def test_distance_metric_with_projection() -> None:

@@ -179,6 +179,7 @@ reduce_below = "0.015"
 close_below = "0.01"
 
 [budget]
+token = "USDC"
 max_top_up_per_position = "1000"
 max_spend_per_day = "5000"
 reserve = "0"

@@ -278,3 +278,40 @@ def test_config_check_names_every_mistake(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
+
+
+def test_the_budget_token_is_checked_against_the_chain(devnet: Devnet, tmp_path: Path) -> None:
+    env = {**os.environ, **devnet.keeper_env()}
+    good = write_config(devnet, tmp_path)
+    done = subprocess.run(
+        [KEEPER, "config", "check", "--online", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    usdc = devnet.deployment.usdc
+    assert f"budget token: USDC ({usdc}), 6 decimals" in done.stdout, done.stdout
+    assert "watched: 0 position(s), 0 cross account(s)" in done.stdout, done.stdout
+
+    wrong = write_config(devnet, tmp_path, budget={"token_decimals": 18})
+    for command in (["config", "check", "--online", str(wrong)], ["run", "--config", str(wrong)]):
+        done = subprocess.run(
+            [KEEPER, *command], capture_output=True, text=True, check=False, timeout=60, env=env
+        )
+        assert done.returncode == (1 if command[0] == "config" else 2), done.stderr
+        assert "budget.token_decimals: 18, but USDC" in done.stderr, done.stderr
+        assert "has 6 decimals on this chain" in done.stderr
+
+    other = write_config(devnet, tmp_path, budget={"token": "WETH", "token_decimals": None})
+    done = subprocess.run(
+        [KEEPER, "run", "--config", str(other)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "budget.token: WETH is not a collateral token of the venue" in done.stderr
+    assert f"USDC ({usdc})" in done.stderr
