@@ -808,6 +808,19 @@ def _operator_parsers(commands: Any) -> None:
         sub.add_argument("--config", metavar="FILE", required=True)
         sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         sub.add_argument("--json", action="store_true", help="print JSON objects")
+        sub.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="on a venue that executes later (GMX), return once the order is mined instead "
+            "of following it until it is executed, cancelled or expired",
+        )
+        sub.add_argument(
+            "--wait-timeout",
+            metavar="SECONDS",
+            type=float,
+            default=900.0,
+            help="how long to follow a delayed order (default 900)",
+        )
         sub.set_defaults(parser=sub, action_kind=kind)
 
 
@@ -967,6 +980,10 @@ def _manual(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     name = args.parser.prog.split()[-1]
+    if not args.wait_timeout > 0:
+        args.parser.error(
+            f"--wait-timeout: must be a positive number of seconds, got {args.wait_timeout}"
+        )
 
     async def go() -> int:
         runtime = await open_runtime(config, need_signer=True, prompt=not args.yes)
@@ -989,13 +1006,20 @@ def _manual(args: argparse.Namespace) -> int:
                 if input("send it? [y/N] ").strip().lower() not in ("y", "yes"):
                     print("not sent")
                     return 1
-            results = await execute(runtime, prepared)
+            results = await execute(
+                runtime, prepared, wait=not args.no_wait, wait_timeout=args.wait_timeout
+            )
+            unfinished = () if args.no_wait else ("awaiting_execution",)
             failed = False
             out = []
             for sent, outcome in results:
                 status = outcome.status.value if outcome is not None else sent.outcome
                 failure = outcome.failure.value if outcome and outcome.failure else None
-                failed = failed or failure is not None or status in ("failed", "obsolete")
+                failed = (
+                    failed
+                    or failure is not None
+                    or status in ("failed", "obsolete", "cancelled", "expired", *unfinished)
+                )
                 out.append(
                     {
                         "intent": sent.intent_id,

@@ -317,6 +317,109 @@ class Executor:
 
 
 @dataclass
+class DelayedFollower:
+    """Follows intents on a venue that executes later (GMX) once their transaction is mined:
+    done, cancelled or expired when the venue says so, and an order left past the venue's
+    expiry cancelled (an intent of its own). Shared by the keeper loop and the manual
+    commands."""
+
+    venue: Venue
+    rpc: ChainReads
+    txs: TxManager
+    journal: Journal
+    events: Events
+    _noted: set[int] = field(default_factory=set)
+
+    async def step(self, intent: Intent, block: int, *, may_cancel: bool = True) -> IntentStatus:
+        """One look at an awaiting intent at `block`; its status afterwards."""
+        landed = [
+            t
+            for t in self.journal.transactions(intent.id)
+            if t.status in (TxStatus.FINAL, TxStatus.MINED)
+        ]
+        if not landed:
+            return intent.status
+        tx = landed[-1]
+        receipt = await self.rpc.request("eth_getTransactionReceipt", [tx.hash])
+        if not isinstance(receipt, dict) or not receipt.get("blockNumber"):
+            return intent.status  # reorganised away: the transaction manager puts it back
+        mined = [mined_tx(tx.hash, receipt)]
+        if intent.kind in _HOUSEKEEPING:
+            # approvals and cancels take effect when mined; they do not wait for the venue
+            ok = mined[0].success
+            status = IntentStatus.DONE if ok else IntentStatus.FAILED
+            self.journal.set_status(
+                intent.id,
+                status,
+                block=block,
+                failure=None if ok else "reverted",
+                detail=f"{intent.kind} mined",
+            )
+            return status
+        scope = intent.payload.get("scope")
+        placeholder = Alert(
+            intent.venue,
+            Scope.ACCOUNT if scope == Scope.ACCOUNT.value else Scope.POSITION,
+            intent.position_key,
+            str(intent.payload.get("account", tx.sender)),
+            Severity.INFO,
+            Reason(intent.kind, f"intent {intent.id}"),
+        )
+        plan = TxPlan(
+            action=placeholder,
+            sender=tx.sender,
+            steps=(VenueTx(tx.to, tx.data, tx.value, intent.kind),),
+            execution=self.venue.execution,
+        )
+        state = await self.venue.action_state(plan, mined)
+        label = self.label(mined)
+        if intent.id not in self._noted:
+            self._noted.add(intent.id)
+            self.journal.note(intent.id, f"{label} created", block=block)
+        if state is ActionState.AWAITING_EXECUTION:
+            cancel = getattr(self.venue, "cancel_if_expired", None)
+            if callable(cancel) and may_cancel:
+                request = await cancel(plan, mined)
+                if request is not None:
+                    await self._cancel_expired(intent, request, label, block)
+            return IntentStatus.AWAITING_EXECUTION
+        if state is ActionState.PENDING:
+            return intent.status
+        status = IntentStatus(state.value)
+        if self.journal.intent(intent.id).status is not IntentStatus.AWAITING_EXECUTION:
+            return self.journal.intent(intent.id).status  # another process recorded it first
+        self.journal.set_status(intent.id, status, block=block, detail=f"{label}: {state.value}")
+        if status is not IntentStatus.DONE:
+            self.events.alert(
+                "action_failed",
+                Severity.WARNING,
+                f"{intent.kind} on {intent.position_key}: {label} {state.value}",
+                key=intent.position_key,
+            )
+        return status
+
+    def label(self, mined: Sequence[MinedTx]) -> str:
+        """The venue's name for the request the mined transactions created."""
+        order = getattr(self.venue, "order_key", None)
+        key = order(mined) if callable(order) else None
+        return f"order 0x{key.hex()}" if isinstance(key, bytes) else "the venue's request"
+
+    async def _cancel_expired(
+        self, intent: Intent, request: VenueTx, label: str, block: int
+    ) -> None:
+        cancel, new = self.journal.open_intent(
+            intent.venue,
+            f"cancel:{intent.position_key}",
+            "cancel_order",
+            {"scope": "order", "of_intent": intent.id},
+            block=block,
+            reason=f"{label} of intent {intent.id} expired unexecuted",
+        )
+        if new:
+            await self.txs.submit(TxRequest(cancel.id, request.to, request.data, request.value))
+
+
+@dataclass
 class Keeper:
     """The long-running keeper; `run()` until stopped, or `tick(head)` one block at a time."""
 
@@ -336,7 +439,7 @@ class Keeper:
     ticks: int = 0
     last_read: VenueRead | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _noted: set[int] = field(default_factory=set)
+    _follower: DelayedFollower | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -578,6 +681,14 @@ class Keeper:
         )
         return await executor.carry_out(intent, action, snap)
 
+    def _delayed(self) -> DelayedFollower:
+        assert self.txs is not None
+        if self._follower is None:
+            self._follower = DelayedFollower(
+                self.venue, self.rpc, self.txs, self.journal, self.events
+            )
+        return self._follower
+
     async def _drive_in_flight(self, snap: Snapshot) -> None:
         """One step for every intent whose transaction is out: receipt, replace, confirm."""
         if self.txs is None:
@@ -588,94 +699,11 @@ class Keeper:
                     intent.id, timeout=self.settings.resolve_timeout, rebuild=self.rebuild
                 )
             elif intent.status is IntentStatus.AWAITING_EXECUTION:
-                await self._follow_delayed(intent, snap)
+                await self._delayed().step(
+                    intent, snap.block_number, may_cancel=self.halt_reason() is None
+                )
             elif intent.status is IntentStatus.DECIDED and intent.kind not in _HOUSEKEEPING:
                 await self._retry_decided(intent, snap)
-
-    async def _follow_delayed(self, intent: Intent, snap: Snapshot) -> None:
-        """A venue that executes later (GMX): done, cancelled or expired once the venue says
-        so; an order left past the venue's expiry is cancelled (its own intent)."""
-        assert self.txs is not None
-        landed = [
-            t
-            for t in self.journal.transactions(intent.id)
-            if t.status in (TxStatus.FINAL, TxStatus.MINED)
-        ]
-        if not landed:
-            return
-        tx = landed[-1]
-        receipt = await self.rpc.request("eth_getTransactionReceipt", [tx.hash])
-        if not isinstance(receipt, dict) or not receipt.get("blockNumber"):
-            return  # reorganised away: the transaction manager puts it back to sent
-        mined = [mined_tx(tx.hash, receipt)]
-        if intent.kind in _HOUSEKEEPING:
-            # approvals and cancels take effect when mined; they do not wait for the venue
-            ok = mined[0].success
-            self.journal.set_status(
-                intent.id,
-                IntentStatus.DONE if ok else IntentStatus.FAILED,
-                block=snap.block_number,
-                failure=None if ok else "reverted",
-                detail=f"{intent.kind} mined",
-            )
-            return
-        scope = intent.payload.get("scope")
-        placeholder = Alert(
-            intent.venue,
-            Scope.ACCOUNT if scope == Scope.ACCOUNT.value else Scope.POSITION,
-            intent.position_key,
-            str(intent.payload.get("account", tx.sender)),
-            Severity.INFO,
-            Reason(intent.kind, f"intent {intent.id}"),
-        )
-        plan = TxPlan(
-            action=placeholder,
-            sender=tx.sender,
-            steps=(VenueTx(tx.to, tx.data, tx.value, intent.kind),),
-            execution=self.venue.execution,
-        )
-        state = await self.venue.action_state(plan, mined)
-        order = getattr(self.venue, "order_key", None)
-        key = order(mined) if callable(order) else None
-        label = f"order 0x{key.hex()}" if isinstance(key, bytes) else "the venue's request"
-        if intent.id not in self._noted:
-            self._noted.add(intent.id)
-            self.journal.note(intent.id, f"{label} created", block=snap.block_number)
-        if state is ActionState.AWAITING_EXECUTION:
-            cancel = getattr(self.venue, "cancel_if_expired", None)
-            if callable(cancel) and self.halt_reason() is None:
-                request = await cancel(plan, mined)
-                if request is not None:
-                    await self._cancel_expired(intent, request, label, snap.block_number)
-            return
-        if state is ActionState.PENDING:
-            return
-        status = IntentStatus(state.value)
-        self.journal.set_status(
-            intent.id, status, block=snap.block_number, detail=f"{label}: {state.value}"
-        )
-        if status is not IntentStatus.DONE:
-            self.events.alert(
-                "action_failed",
-                Severity.WARNING,
-                f"{intent.kind} on {intent.position_key}: {label} {state.value}",
-                key=intent.position_key,
-            )
-
-    async def _cancel_expired(
-        self, intent: Intent, request: VenueTx, label: str, block: int
-    ) -> None:
-        assert self.txs is not None
-        cancel, new = self.journal.open_intent(
-            intent.venue,
-            f"cancel:{intent.position_key}",
-            "cancel_order",
-            {"scope": "order", "of_intent": intent.id},
-            block=block,
-            reason=f"{label} of intent {intent.id} expired unexecuted",
-        )
-        if new:
-            await self.txs.submit(TxRequest(cancel.id, request.to, request.data, request.value))
 
     async def _retry_decided(self, intent: Intent, snap: Snapshot) -> None:
         """An intent decided on an earlier block but never signed (its approval was pending,

@@ -8,12 +8,14 @@ position), sends, and follows it to a final state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from keeper.journal import IntentStatus
-from keeper.loop import Executor, NoEvents, Sent, action_payload
+from keeper.loop import DelayedFollower, Executor, NoEvents, Sent, action_payload
 from keeper.model import (
     Action,
     Close,
@@ -215,8 +217,13 @@ async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> 
     return Prepared(action, plan, snap, tuple(steps), fees, cost, problem, label)
 
 
-async def execute(runtime: Runtime, prepared: Prepared) -> list[tuple[Sent, TxOutcome | None]]:
-    """Records the intent and sends; follows every transaction to a final state."""
+async def execute(
+    runtime: Runtime, prepared: Prepared, *, wait: bool = True, wait_timeout: float = 900.0
+) -> list[tuple[Sent, TxOutcome | None]]:
+    """Records the intent and sends; follows every transaction to a final state. On a venue
+    that executes later (GMX), `wait` follows the request too, until the venue executes or
+    cancels it, or it expires (and is cancelled), for at most `wait_timeout` seconds; without
+    `wait` it returns once the transaction is mined (status awaiting_execution)."""
     txs = runtime.txs
     assert txs is not None
     action, snap = prepared.action, prepared.snapshot
@@ -245,5 +252,44 @@ async def execute(runtime: Runtime, prepared: Prepared) -> list[tuple[Sent, TxOu
         outcome = None
         if current.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
             outcome = await txs.resolve(s.intent_id)
+            if wait and outcome.status is IntentStatus.AWAITING_EXECUTION:
+                outcome = await follow(runtime, outcome, timeout=wait_timeout)
         results.append((s, outcome))
     return results
+
+
+async def follow(runtime: Runtime, outcome: TxOutcome, *, timeout: float) -> TxOutcome:
+    """An intent awaiting the venue's execution, followed block by block until it is final
+    (or `timeout`): the same steps as the running keeper's, an expired request cancelled."""
+    txs = runtime.txs
+    assert txs is not None
+    journal = runtime.journal
+    follower = DelayedFollower(runtime.venue, runtime.rpc, txs, journal, NoEvents())
+    poll = float(min(runtime.config.chain.poll_interval_s, Decimal(1)))
+    deadline = time.monotonic() + timeout
+    intent_id = outcome.intent_id
+    while True:
+        intent = journal.intent(intent_id)
+        if intent.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
+            await txs.resolve(intent_id, timeout=0)  # put back by a reorg
+        elif intent.status is IntentStatus.AWAITING_EXECUTION:
+            block = await runtime.rpc.block_number()
+            await follower.step(intent, block)
+            for other in journal.open_intents(runtime.venue.name):
+                if other.kind != "cancel_order" or other.payload.get("of_intent") != intent_id:
+                    continue
+                if other.status is IntentStatus.AWAITING_EXECUTION:
+                    await follower.step(other, block)
+                elif other.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
+                    await txs.resolve(other.id, timeout=0)
+        else:
+            events = journal.events(intent_id)
+            detail = events[-1].detail if events and events[-1].detail else outcome.detail
+            return replace(outcome, status=intent.status, detail=detail)
+        if time.monotonic() >= deadline:
+            return replace(
+                outcome,
+                status=journal.intent(intent_id).status,
+                detail=f"not final after {timeout:g} s: `keeper history` follows it",
+            )
+        await asyncio.sleep(poll)
