@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -155,7 +155,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--maintenance", metavar="RATE", default="0")
+    parser.add_argument("--maintenance", metavar="RATE")
     parser.add_argument("--basis", choices=["mark", "entry"], default="mark")
     parser.add_argument("--close-fee", metavar="RATE", default="0")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -196,7 +196,7 @@ def _market(parser: argparse.ArgumentParser, args: argparse.Namespace, mark: Dec
         index_token=_INDEX,
         usd_decimals=CALC_DECIMALS,
         mark_price=Price.from_value_exact(mark, CALC_DECIMALS),
-        maintenance_rate=_rate(parser, "--maintenance", args.maintenance),
+        maintenance_rate=_rate(parser, "--maintenance", args.maintenance or "0"),
         basis=Basis(args.basis),
         close_fee_rate=_rate(parser, "--close-fee", args.close_fee),
     )
@@ -244,13 +244,23 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _emit(data: dict[str, Any], as_json: bool, labels: Sequence[tuple[str, str]]) -> None:
+NO_MAINTENANCE = "(no --maintenance rate given: liquidation at zero equity)"
+
+
+def _emit(
+    data: dict[str, Any],
+    as_json: bool,
+    labels: Sequence[tuple[str, str]],
+    *,
+    maintenance_given: bool = True,
+) -> None:
     if as_json:
         print(json.dumps(data))
         return
     width = max(len(label) for _, label in labels)
     for key, label in labels:
-        print(f"{label:<{width}}  {_show(data[key])}")
+        note = f" {NO_MAINTENANCE}" if key == "maintenance_margin" and not maintenance_given else ""
+        print(f"{label:<{width}}  {_show(data[key])}{note}")
 
 
 def _calc(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -298,7 +308,7 @@ def _calc(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "distance_to_liquidation": _s(margin.distance_to_liquidation(position, market)),
         "liquidatable": margin.is_liquidatable(position, market),
     }
-    _emit(data, args.json, _ISOLATED_LABELS)
+    _emit(data, args.json, _ISOLATED_LABELS, maintenance_given=args.maintenance is not None)
     return 0
 
 
@@ -380,7 +390,7 @@ def _calc_cross(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if args.json:
         print(json.dumps(data))
         return 0
-    _emit(data, False, _CROSS_LABELS)
+    _emit(data, False, _CROSS_LABELS, maintenance_given=args.maintenance is not None)
     for i, row in enumerate(positions):
         liq, dist = row["liquidation_price"], row["distance_to_liquidation"]
         print(
@@ -404,11 +414,14 @@ _CROSS_LABELS = (
 # --- positions ---------------------------------------------------------------------------------
 
 POSITIONS_EPILOG = """\
-Reads every position of the given accounts on the reference exchange at one block (the
-latest unless --block is given) in a few batched calls, and prints one row per position:
-market, side, margin mode, size, collateral, margin ratio, liquidation price, signed distance
-to liquidation (negative: past it) and pnl at the mark; then each cross account with its
-balance, equity and margin ratio. Ratios are shown in percent in the table.
+Reads every position of the given accounts at one block (the latest unless --block is given)
+in a few batched calls, and prints one row per position: market, side, margin mode, size,
+collateral, margin ratio, liquidation price, signed distance to liquidation (negative: past
+it) and pnl at the mark; then each cross account with its balance, equity and margin ratio.
+With --config, the config's venue (the reference exchange or GMX v2) and accounts; without
+it, the reference exchange named by --rpc, --exchange and --lens. The table shows ratios in
+percent, USD in cents and liquidation prices at the precision of the market's price (rounded
+toward the mark); --json keeps full precision.
 
 --lens is the PerpLens deployed for the exchange; --multicall defaults to the chain-wide
 Multicall3 (0xcA11bde05977b3631167028862bE2a173976CA11). --rpc may be repeated: the endpoints
@@ -430,7 +443,7 @@ _ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF")
 def _positions_parser(commands: Any) -> None:
     p = commands.add_parser(
         "positions",
-        help="the watched accounts' positions on the reference exchange",
+        help="the watched accounts' positions, margin ratios and liquidation prices",
         description="Positions and cross accounts of the given accounts, read from the chain.",
         epilog=POSITIONS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -652,6 +665,25 @@ def _percent(value: str | None) -> str:
     return f"{quantize_floor(Decimal(value) * 100, 2)}%"
 
 
+PRICE_DIGITS = 6  # significant digits of a price in the table, as the market's mark has them
+
+
+def _price_text(value: str | None, mark: str, side: str) -> str:
+    """A liquidation price at the precision of the market's mark price (six significant
+    digits, at least two decimals), rounded toward the mark: up for a long, down for a short."""
+    if value is None:
+        return "none"
+    places = max(2, PRICE_DIGITS - (Decimal(mark).adjusted() + 1))
+    price = Decimal(value)
+    rounded = quantize_ceil(price, places) if side == "long" else quantize_floor(price, places)
+    return f"{rounded:f}"
+
+
+def _usd_text(value: str | None) -> str:
+    """A USD figure in cents, rounded down."""
+    return "-" if value is None else f"{quantize_floor(Decimal(value), 2):f}"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
@@ -685,11 +717,11 @@ def _print_positions(data: dict[str, Any]) -> None:
                     r["side"],
                     r["mode"],
                     r["size"],
-                    r["collateral"] or "-",
+                    _usd_text(r["collateral"]),
                     _percent(r["margin_ratio"]),
-                    r["liquidation_price"] or "none",
+                    _price_text(r["liquidation_price"], r["mark_price"], r["side"]),
                     _percent(r["distance_to_liquidation"]),
-                    r["pnl"],
+                    _usd_text(r["pnl"]),
                 )
                 for r in positions
             ],
@@ -701,10 +733,10 @@ def _print_positions(data: dict[str, Any]) -> None:
             [
                 (
                     a["account"],
-                    a["balance"],
-                    a["equity"],
+                    _usd_text(a["balance"]),
+                    _usd_text(a["equity"]),
                     _percent(a["margin_ratio"]),
-                    a["maintenance_margin"],
+                    _usd_text(a["maintenance_margin"]),
                     _show(a["liquidatable"]),
                 )
                 for a in data["cross_accounts"]
@@ -1113,8 +1145,8 @@ def _demo_parsers(commands: Any) -> None:
     devnet.add_argument(
         "--block-time",
         metavar="S",
-        type=int,
-        help="mine a block every S whole seconds (default: one per transaction)",
+        help="mine a block every S seconds, fractions too such as 0.25 (default: one per "
+        "transaction)",
     )
     devnet.add_argument(
         "--no-position", action="store_true", help="do not open the sample ETH long"
@@ -1157,14 +1189,20 @@ def _demo_command(args: argparse.Namespace) -> int:
 def _devnet_command(args: argparse.Namespace) -> int:
     from keeper.devnet_cmd import run_devnet  # noqa: PLC0415 (as above)
 
-    if args.block_time is not None and args.block_time < 1:
-        args.parser.error("--block-time: must be at least 1 (whole seconds)")
+    block_time: Decimal | None = None
+    if args.block_time is not None:
+        try:
+            block_time = Decimal(args.block_time)
+        except InvalidOperation:
+            block_time = None
+        if block_time is None or not block_time.is_finite() or not 0 < block_time <= 3600:
+            args.parser.error(f"--block-time: expected seconds in (0, 3600], got {args.block_time}")
     if args.port is not None and not 0 < args.port < 65536:
         args.parser.error(f"--port: not a port: {args.port}")
     return run_devnet(
         config_out=Path(args.config_out),
         port=args.port,
-        block_time=args.block_time,
+        block_time=block_time,
         open_position=not args.no_position,
     )
 

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 
@@ -47,17 +48,22 @@ def run_devnet(
     *,
     config_out: Path,
     port: int | None = None,
-    block_time: int | None = None,
+    block_time: Decimal | None = None,
     open_position: bool = True,
 ) -> int:
-    """Runs the devnet until SIGINT/SIGTERM; the exit status."""
+    """Runs the devnet until SIGINT/SIGTERM; the exit status.
+
+    A whole `block_time` is set once the deployment is done (automine deploys at once); a
+    fraction of a second has no RPC to set it (Anvil's evm_setIntervalMining takes whole
+    seconds), so Anvil starts with it and the deployment waits for its blocks."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    anvil = Anvil(port=port)
+    whole = block_time is not None and block_time == block_time.to_integral_value()
+    anvil = Anvil(port=port, block_time=None if whole or block_time is None else float(block_time))
     try:
         try:
             anvil.start()
@@ -71,8 +77,8 @@ def run_devnet(
                 devnet.open_isolated(
                     devnet.account("trader"), symbol, long=True, collateral=collateral, size=size
                 )
-            if block_time is not None:
-                anvil.rpc("evm_setIntervalMining", block_time)
+            if block_time is not None and whole:
+                anvil.rpc("evm_setIntervalMining", int(block_time))
             old_journal = journal_of(config_out)
             if old_journal.exists():  # from an earlier devnet: its chain is gone
                 old_journal.unlink()
@@ -98,7 +104,9 @@ def run_devnet(
             signal.signal(sig, handler)
 
 
-def _print_ready(devnet: Devnet, config: Path, *, block_time: int | None, position: bool) -> None:
+def _print_ready(
+    devnet: Devnet, config: Path, *, block_time: Decimal | None, position: bool
+) -> None:
     d = devnet.deployment
     trader = devnet.account("trader")
     owner = devnet.account("owner")

@@ -33,6 +33,18 @@ if TYPE_CHECKING:
     from keeper.testing.process import KeeperProcess
 
 
+MARKERS = (
+    "integration: needs a local Anvil node (the keeper plugin's fixtures)",
+    "fork: needs a live RPC URL to fork (--fork-url / KEEPER_FORK_URL)",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Registers the plugin's markers, so projects with --strict-markers can use them."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("keeper", "perp-keeper chain fixtures")
     group.addoption(

@@ -10,6 +10,7 @@ import pytest
 from keeper.cli import main
 
 ONE = ["--side", "long", "--size", "1", "--entry", "1"]
+NO_RATE = "(no --maintenance rate given: liquidation at zero equity)"
 WORKED = ["calc", "--side", "long", "--size", "1000", "--entry", "2.5", "--collateral", "250"]
 
 
@@ -113,3 +114,16 @@ def test_bad_input_exits_2_naming_the_flag(
 ) -> None:
     assert main(["calc", *argv]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_text_says_when_no_maintenance_rate_was_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([*WORKED, "--price", "3"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "maintenance margin" in x)
+    assert line.split() == ["maintenance", "margin", "0", *NO_RATE.split()]
+    assert main([*WORKED, "--price", "3", "--maintenance", "0.01"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "maintenance margin" in x)
+    assert line.split() == ["maintenance", "margin", "30"]
+    assert main(["calc", "cross", "--balance", "100", "--position", "long:1:10"]) == 0
+    assert NO_RATE in capsys.readouterr().out

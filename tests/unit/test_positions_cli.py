@@ -72,3 +72,31 @@ def test_calc_still_works(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["calc", "--side", "long", "--size", "1000", "--entry", "2.5", "--collateral", "250"]
     assert main(argv) == 0
     assert "2.25" in capsys.readouterr().out
+
+
+def test_the_table_prints_prices_at_the_markets_precision(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from keeper.cli import _price_text, _print_positions  # noqa: PLC0415 (private helpers)
+
+    assert _price_text("1834.563829118734598120", "2000", "long") == "1834.57"
+    assert _price_text("1834.563829118734598120", "2000", "short") == "1834.56"
+    assert _price_text("61234.5678", "60000.1", "long") == "61234.57"
+    assert _price_text("0.000123456789", "0.0001301", "long") == "0.000123457"
+    assert _price_text(None, "1", "long") == "none"
+    row = {
+        "account": "0xA", "key": "k", "market_id": "0", "market": "ETH", "side": "long",
+        "mode": "isolated", "size": "10", "entry_price": "2000", "mark_price": "1900",
+        "collateral": "2000.123456789", "funding_fee": "0", "notional": "19000",
+        "pnl": "-1000.009", "equity": "1000", "margin_ratio": "0.0526315789",
+        "maintenance_margin": "190", "liquidation_price": "1818.181818181818181818",
+        "distance_to_liquidation": "0.0430622009", "liquidatable": False,
+    }  # fmt: skip
+    _print_positions(
+        {"block": 1, "block_time": 2, "positions": [row], "cross_accounts": [], "issues": []}
+    )
+    out = capsys.readouterr().out
+    assert "1818.19" in out
+    assert "1818.181" not in out
+    assert "2000.12" in out
+    assert "-1000.01" in out

@@ -97,3 +97,26 @@ def test_devnet_refuses_a_bad_block_time(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--block-time" in done.stderr
     assert not (tmp_path / "k.toml").exists()
+
+
+def test_devnet_mines_at_a_fraction_of_a_second(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "k.toml"
+    log = tmp_path / "devnet.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [KEEPER, "devnet", "--port", str(port), "--config-out", str(config),
+             "--block-time", "0.25"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        wait_for(config, proc, log, timeout=120)
+        url = f"http://127.0.0.1:{port}"
+        first = int(str(rpc_request(url, "eth_blockNumber")), 16)
+        time.sleep(2)
+        mined = int(str(rpc_request(url, "eth_blockNumber")), 16) - first
+        assert 5 <= mined <= 10, f"{mined} blocks in 2 s at 0.25 s a block"
+        assert "a block every 0.25s" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, log.read_text()

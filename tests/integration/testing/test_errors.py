@@ -193,3 +193,23 @@ def test_the_plugin_refuses_a_fork_block_that_is_not_a_number(tmp_path: Path) ->
     done = run_pytest(tmp_path, env={"KEEPER_FORK_BLOCK": "latest"})
     assert done.returncode != 0
     assert "KEEPER_FORK_BLOCK='latest' is not a block number" in done.stdout + done.stderr
+
+
+def test_the_plugins_markers_pass_strict_markers(tmp_path: Path) -> None:
+    (tmp_path / "test_marked.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.integration\ndef test_a():\n    pass\n\n"
+        "@pytest.mark.fork\ndef test_b():\n    pass\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers",
+         "test_marked.py"],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--markers"],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "@pytest.mark.integration: needs a local Anvil node" in listed.stdout
