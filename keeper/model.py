@@ -60,7 +60,7 @@ class Basis(StrEnum):
 
 
 class Strictness(StrEnum):
-    """Liquidatable when equity < MM (LT, our reference exchange) or <= MM (LE, GMX)."""
+    """Liquidatable when equity < MM (LT: our reference exchange, GMX) or <= MM (LE)."""
 
     LT = "lt"
     LE = "le"

@@ -9,7 +9,8 @@ Mapping onto keeper/model.py:
 
 - `Market`: id = the market token address; index token from Reader.getMarket; mark = the middle
   of the index token's min and max price; `Basis.ENTRY` (GMX's min collateral is a factor of
-  sizeInUsd, the size at entry), `Strictness.LE`, `min_collateral_usd` = MIN_COLLATERAL_USD,
+  sizeInUsd, the size at entry), `Strictness.LT` (GMX liquidates when the remaining
+  collateral is below the minimum, strictly), `min_collateral_usd` = MIN_COLLATERAL_USD,
   maintenance rate = the larger of MIN_COLLATERAL_FACTOR and MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION
   of the market; `close_fee_rate` 0 (the close fee is in each position's `fees`, GMX charges it
   on sizeInUsd, not on the notional at the mark), `close_quote` = the market's position fee
@@ -155,9 +156,10 @@ WNT = name_key("WNT")
 ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 = name_key("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1")
 ESTIMATED_GAS_FEE_PER_ORACLE_PRICE = name_key("ESTIMATED_GAS_FEE_PER_ORACLE_PRICE")
 ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR = name_key("ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR")
-INCREASE_ORDER_GAS_LIMIT = data_key("INCREASE_ORDER_GAS_LIMIT")
-DECREASE_ORDER_GAS_LIMIT = data_key("DECREASE_ORDER_GAS_LIMIT")
-SINGLE_SWAP_GAS_LIMIT = data_key("SINGLE_SWAP_GAS_LIMIT")
+# Keys.increaseOrderGasLimitKey() and friends return the plain name keys
+INCREASE_ORDER_GAS_LIMIT = name_key("INCREASE_ORDER_GAS_LIMIT")
+DECREASE_ORDER_GAS_LIMIT = name_key("DECREASE_ORDER_GAS_LIMIT")
+SINGLE_SWAP_GAS_LIMIT = name_key("SINGLE_SWAP_GAS_LIMIT")
 ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
 ORDER_KEEPER = name_key("ORDER_KEEPER")
 USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
@@ -631,7 +633,7 @@ def map_market(
         mark_price=Price.gmx(index_price.mid, tokens.index.decimals),
         maintenance_rate=factor(params.maintenance_factor),
         basis=Basis.ENTRY,
-        strictness=Strictness.LE,
+        strictness=Strictness.LT,
         min_collateral_usd=Usd(min_collateral_usd, USD_DECIMALS),
         close_fee_rate=Decimal(0),
         liquidation_fee_rate=Decimal(0),

@@ -71,8 +71,7 @@ def data_key(name: str, *args: tuple[str, object]) -> bytes:
     """keccak256(abi.encode(name_key(name), args...)): a keyed DataStore key.
 
     `args` are (abi type, value) pairs, e.g. `data_key("MIN_COLLATERAL_FACTOR", ("address", m))`.
-    With no args this is keccak256(abi.encode(name_key(name))), the shape of
-    Keys.increaseOrderGasLimitKey() and friends.
+    (Keys.increaseOrderGasLimitKey() and friends are plain `name_key`s.)
     """
     types = ["bytes32", *(t for t, _ in args)]
     values = [name_key(name), *(v for _, v in args)]

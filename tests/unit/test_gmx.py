@@ -23,6 +23,7 @@ from keeper.venues.gmx import (
     ARBITRUM,
     EVENT_LOG2_TOPIC,
     EVENT_ORDER_CREATED,
+    INCREASE_ORDER_GAS_LIMIT,
     CreateOrder,
     FallbackPriceSource,
     GmxApiPriceSource,
@@ -77,10 +78,8 @@ def test_keys_are_keccak_of_abi_encoded_names() -> None:
     assert factor_key == keccak(
         abi_encode(["bytes32", "address"], [name_key("MIN_COLLATERAL_FACTOR"), MARKET])
     )
-    # Keys.increaseOrderGasLimitKey(): keccak256(abi.encode(INCREASE_ORDER_GAS_LIMIT))
-    assert data_key("INCREASE_ORDER_GAS_LIMIT") == keccak(
-        abi_encode(["bytes32"], [name_key("INCREASE_ORDER_GAS_LIMIT")])
-    )
+    # Keys.increaseOrderGasLimitKey() returns INCREASE_ORDER_GAS_LIMIT itself
+    assert name_key("INCREASE_ORDER_GAS_LIMIT") == INCREASE_ORDER_GAS_LIMIT
 
 
 def test_position_key_matches_gmx() -> None:
@@ -353,7 +352,7 @@ def test_model_equity_is_gmx_remaining_collateral(is_long: bool, mark: int, impa
     market = map_market(TOKENS, price, PARAMS, 2 * USD)
     position = map_position(info, TOKENS, market, PARAMS)
     assert market.basis is Basis.ENTRY
-    assert market.strictness is Strictness.LE
+    assert market.strictness is Strictness.LT
     assert market.maintenance_rate == Decimal("0.01")
     gmx = liquidation_check(
         size_in_usd=info.position.size_in_usd,

@@ -453,7 +453,7 @@ library GmxKeys {
 
     /// @notice Keys.increaseOrderGasLimitKey() / decreaseOrderGasLimitKey().
     function orderGasLimitKey(bool increase) internal pure returns (bytes32) {
-        return keccak256(abi.encode(increase ? INCREASE_ORDER_GAS_LIMIT : DECREASE_ORDER_GAS_LIMIT));
+        return increase ? INCREASE_ORDER_GAS_LIMIT : DECREASE_ORDER_GAS_LIMIT;
     }
 
     /// @notice Keys.accountOrderListKey(account).
