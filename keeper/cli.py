@@ -47,6 +47,7 @@ from keeper.runtime import (
     check_against_chain,
     connect_venue,
     open_runtime,
+    rpc_for,
     run_keeper,
 )
 from keeper.signer import SignerError
@@ -544,7 +545,7 @@ def _positions_of_config(config: Config, args: argparse.Namespace) -> int:
     accounts = tuple(args.account or config.accounts)
 
     async def read() -> dict[str, Any]:
-        async with FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks) as rpc:
+        async with rpc_for(config) as rpc:
             venue = await connect_venue(config, rpc)
             got = await venue.read(Watch(accounts), block=block)
         snap = got.snapshot

@@ -45,6 +45,8 @@ KNOWN_CHAINS: Final[Mapping[int, tuple[str, str]]] = {
     1337: ("devnet", "plain"),
 }
 CHAIN_KINDS: Final = ("plain", "op", "arbitrum")
+HTTP_TRANSPORTS: Final = ("aiohttp", "web3")
+DEFAULT_TRANSPORT: Final = "aiohttp"
 VENUE_KINDS: Final = ("reference", "gmx")
 GMX_PRESETS: Final = ("arbitrum", "avalanche")
 GMX_ADDRESS_KEYS: Final = (
@@ -101,6 +103,7 @@ class ChainConfig:
     multicall: str
     sequencer_uptime_feed: str | None
     sequencer_grace_s: int
+    transport: str = "aiohttp"  # HTTP endpoints: our aiohttp client, or web3's provider
 
     @property
     def is_devnet(self) -> bool:
@@ -109,7 +112,9 @@ class ChainConfig:
     @property
     def rpc_labels(self) -> tuple[str, ...]:
         """The endpoints without credentials, for logs and metrics."""
-        return tuple(endpoint_label(url) for url in self.rpc)
+        return tuple(
+            endpoint_label(url) if "://" in url else f"ipc://{Path(url).name}" for url in self.rpc
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +397,7 @@ def _gwei(reader: _Reader, data: Mapping[str, Any], name: str, path: str, defaul
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _chain(r: _Reader, data: Mapping[str, Any]) -> ChainConfig | None:
+def _chain(r: _Reader, data: Mapping[str, Any], base: Path) -> ChainConfig | None:
     p = "chain"
     t = r.table(data, "chain", "")
     r.unknown(
@@ -414,8 +419,10 @@ def _chain(r: _Reader, data: Mapping[str, Any]) -> ChainConfig | None:
             "multicall",
             "sequencer_uptime_feed",
             "sequencer_grace_s",
+            "transport",
         ),
     )
+    transport = r.choice(t, "transport", p, HTTP_TRANSPORTS, DEFAULT_TRANSPORT)
     chain_id = r.positive(r.get(t, "chain_id", p, int), f"{p}.chain_id")
     known_name, known_kind = KNOWN_CHAINS.get(chain_id or 0, (f"chain-{chain_id}", "plain"))
     name = r.get(t, "name", p, str, known_name)
@@ -430,6 +437,9 @@ def _chain(r: _Reader, data: Mapping[str, Any]) -> ChainConfig | None:
         if not raw_rpc:
             r.fail(f"{p}.rpc", "expected at least one endpoint URL")
         for i, url in enumerate(raw_rpc):
+            if isinstance(url, str) and url and "://" not in url:
+                rpc.append(str(base / url))  # a node's IPC socket, relative to the config
+                continue
             ok = r.url(url, f"{p}.rpc[{i}]", ("http", "https", "ws", "wss"))
             if ok:
                 rpc.append(ok)
@@ -489,6 +499,7 @@ def _chain(r: _Reader, data: Mapping[str, Any]) -> ChainConfig | None:
         multicall=multicall or MULTICALL3,
         sequencer_uptime_feed=sequencer,
         sequencer_grace_s=grace or 0,
+        transport=transport or DEFAULT_TRANSPORT,
     )
 
 
@@ -843,7 +854,7 @@ def parse(
         "keeper.alert_dedup_window_s",
         zero_ok=True,
     )
-    chain = _chain(r, data)
+    chain = _chain(r, data, base)
     venue = _venue(r, data)
     accounts = _accounts(r, data)
     signer = _signer(r, data, base, mode)

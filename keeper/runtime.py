@@ -75,6 +75,13 @@ def key_source(config: Config, *, prompt: bool = False) -> KeySource:
     )
 
 
+def rpc_for(config: Config) -> FailoverRpc:
+    """The config's endpoints behind one failover client (HTTP through `chain.transport`)."""
+    return FailoverRpc(
+        list(config.chain.rpc), max_lag=config.chain.lag_blocks, transport=config.chain.transport
+    )
+
+
 def thresholds_for(config: Config, venue_name: str) -> Thresholds:
     """The config's thresholds with override keys `KIND:ID` renamed to the adapter's
     `NAME:ID` (the policy looks overrides up by the venue's name)."""
@@ -158,7 +165,7 @@ async def check_against_chain(config: Config) -> list[str]:
     the budget's token and its decimals) without a key, and reads the watched positions once.
     Lines describing what was found; ConfigError for what does not fit the chain, StartError,
     RpcError or VenueError when the chain or venue cannot be reached or checked."""
-    async with FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks) as rpc:
+    async with rpc_for(config) as rpc:
         chain_id = await rpc.chain_id()
         if chain_id != config.chain.chain_id:
             raise ConfigError(
@@ -249,7 +256,7 @@ async def open_runtime(
     if need_signer and source.kind == "none":
         raise StartError("this command sends transactions: the config has no key (signer)")
     signer = load_signer(source, config.chain.chain_id, environ=env)
-    rpc = FailoverRpc(list(config.chain.rpc), max_lag=config.chain.lag_blocks)
+    rpc = rpc_for(config)
     try:
         chain_id = await rpc.chain_id()
         if chain_id != config.chain.chain_id:
@@ -382,7 +389,7 @@ async def run_keeper(
             stream=BlockStream(
                 runtime.rpc,
                 poll_interval=float(config.chain.poll_interval_s),
-                ws_url=next((u for u in config.chain.rpc if u.startswith("ws")), None),
+                heads=runtime.rpc.head_source(),
             ),
             journal=runtime.journal,
             watch=runtime.watch,

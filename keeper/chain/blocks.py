@@ -1,9 +1,10 @@
 """The block stream: new heads, one at a time, always the newest.
 
 `BlockStream(rpc)` is an async iterator of `NewHead`s. It polls eth_getBlockByNumber("latest")
-(one request per poll) every `poll_interval` seconds; with `ws_url` it also subscribes to
-newHeads over a WebSocket and polls only as a safety net (when the socket is down, or silent
-for `ws_silence` seconds).
+(one request per poll) every `poll_interval` seconds; with `heads` (an endpoint that pushes new
+heads, such as a `Web3Rpc` over a WebSocket or IPC provider: `FailoverRpc.head_source()`) it
+also takes the heads the node pushes and polls only as a safety net (when the subscription is
+down, or silent for `ws_silence` seconds).
 
 It never queues: when the consumer is slow, or blocks came faster than the polls, the next
 head is the newest one, and `NewHead.skipped` says how many blocks were jumped over
@@ -27,19 +28,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Protocol, Self
 
-import aiohttp
-
-from keeper.chain.jsonrpc import JsonRpc, RpcBlockUnavailableError, RpcError, endpoint_label
+from keeper.chain.jsonrpc import JsonRpc, RpcBlockUnavailableError, RpcError
 from keeper.chain.rpc import BlockHeader, ChainReads, Reads
 
 log = logging.getLogger(__name__)
+
+
+class HeadSource(Protocol):
+    """An endpoint that pushes the chain's new heads (eth_subscribe newHeads)."""
+
+    label: str
+
+    def new_heads(self) -> AsyncIterator[BlockHeader]:
+        """The heads as they come; ends, or raises an RpcError, when the subscription fails."""
+        ...
 
 
 class BlockStreamStalledError(RpcError):
@@ -96,7 +104,7 @@ class BlockStream:
         rpc: JsonRpc,
         *,
         poll_interval: float = 1.0,
-        ws_url: str | None = None,
+        heads: HeadSource | None = None,
         ws_silence: float = 10.0,
         check_jumps: bool = True,
         refresh_heads_every: int = 10,
@@ -105,7 +113,7 @@ class BlockStream:
         self.reads: ChainReads = rpc if isinstance(rpc, ChainReads) else Reads(rpc)
         self.rpc = rpc
         self.poll_interval = poll_interval
-        self.ws_url = ws_url
+        self.heads = heads
         self.ws_silence = ws_silence
         self.check_jumps = check_jumps
         self.refresh_heads_every = refresh_heads_every
@@ -145,8 +153,8 @@ class BlockStream:
 
     async def next(self) -> NewHead:
         """The next new head: waits for one; skips to the newest when behind."""
-        if self.ws_url is not None and self._ws_task is None:
-            self._ws_task = asyncio.create_task(self._ws_reader(self.ws_url))
+        if self.heads is not None and self._ws_task is None:
+            self._ws_task = asyncio.create_task(self._ws_reader(self.heads))
         while True:
             header = await self._candidate()
             if header is not None:
@@ -250,56 +258,25 @@ class BlockStream:
 
     # -- WebSocket newHeads --
 
-    async def _ws_reader(self, url: str) -> None:
+    async def _ws_reader(self, source: HeadSource) -> None:
         backoff = self.poll_interval
         while True:
             try:
-                await self._ws_session(url)
-                backoff = self.poll_interval
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the socket failed: poll meanwhile, then reconnect
-                self.errors += 1
-                self.last_error = exc
-                log.warning("newHeads subscription at %s failed: %s", endpoint_label(url), exc)
-            self.ws_connected = False
-            self.ws_reconnects += 1
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-
-    async def _ws_session(self, url: str) -> None:
-        label = endpoint_label(url)
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(url, heartbeat=30.0) as ws,
-        ):
-            await ws.send_json(
-                {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
-            )
-            subscription: str | None = None
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    if message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                        break
-                    continue
-                data: Any = json.loads(message.data)
-                if not isinstance(data, dict):
-                    continue
-                if data.get("id") == 1:
-                    if "error" in data:
-                        raise RpcError("eth_subscribe", f"refused: {data['error']}", endpoint=label)
-                    subscription = data.get("result")
+                async for header in source.new_heads():
                     self.ws_connected = True
-                    continue
-                params = data.get("params")
-                if (
-                    data.get("method") == "eth_subscription"
-                    and isinstance(params, dict)
-                    and params.get("subscription") == subscription
-                ):
-                    header = BlockHeader.from_json("eth_subscription", params.get("result"))
+                    backoff = self.poll_interval
                     newest = self._pushed
                     if newest is None or header.number >= newest.number:
                         self._pushed = header
                         self._pushed_event.set()
-            raise RpcError("eth_subscribe", "the socket closed", endpoint=label)
+                raise RpcError("eth_subscribe", "the subscription ended", endpoint=source.label)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the subscription failed: poll meanwhile, then again
+                self.errors += 1
+                self.last_error = exc
+                log.warning("newHeads subscription at %s failed: %s", source.label, exc)
+            self.ws_connected = False
+            self.ws_reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)

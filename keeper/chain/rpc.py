@@ -545,11 +545,31 @@ class Reads(ChainReads):
         return await self.rpc.request(method, params)
 
 
+TRANSPORTS = ("aiohttp", "web3")
+
+
+def make_endpoint(spec: str, *, timeout: float = 10.0, transport: str = "aiohttp") -> JsonRpc:
+    """One endpoint client for a URL or an IPC path: http(s):// -> `HttpJsonRpc` (or, with
+    `transport="web3"`, a `Web3Rpc` over web3's AsyncHTTPProvider), ws(s):// or a path ->
+    `Web3Rpc` over web3's WebSocketProvider / AsyncIPCProvider. ValueError otherwise."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
+    if scheme in ("http", "https") and transport == "aiohttp":
+        return HttpJsonRpc(spec, timeout=timeout)
+    from keeper.chain.web3rpc import web3_endpoint  # noqa: PLC0415 (it imports this module)
+
+    return web3_endpoint(spec, timeout=timeout)
+
+
 class FailoverRpc(ChainReads):
     """Several endpoints behind one `JsonRpc`; see the module's docstring for the rules.
 
-    `endpoints` are URLs (each becomes an `HttpJsonRpc` with `timeout`) or ready JsonRpc
-    objects. `attempts` is how many passes over the endpoints a read gets; `max_lag` how many
+    `endpoints` are URLs or IPC paths (`make_endpoint`: http(s):// an `HttpJsonRpc`, or a
+    `Web3Rpc` over web3's AsyncHTTPProvider with `transport="web3"`; ws(s):// and IPC paths a
+    `Web3Rpc` over web3's WebSocketProvider / AsyncIPCProvider), each with `timeout`, or ready
+    JsonRpc objects (a `Web3Rpc` around an AsyncWeb3 of your own, say). `attempts` is how
+    many passes over the endpoints a read gets; `max_lag` how many
     blocks behind the furthest endpoint one may be before it is used only after the others;
     failed endpoints cool down for `cooldown` seconds, doubling per consecutive failure up to
     `max_cooldown`.
@@ -567,6 +587,7 @@ class FailoverRpc(ChainReads):
         retry_wait: float = 0.05,
         retry_wait_max: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        transport: str = "aiohttp",
     ) -> None:
         if not endpoints:
             raise ValueError("FailoverRpc needs at least one endpoint")
@@ -575,7 +596,11 @@ class FailoverRpc(ChainReads):
         self._endpoints: list[_Endpoint] = []
         labels: set[str] = set()
         for i, ep in enumerate(endpoints):
-            client: JsonRpc = HttpJsonRpc(ep, timeout=timeout) if isinstance(ep, str) else ep
+            client = (
+                make_endpoint(ep, timeout=timeout, transport=transport)
+                if isinstance(ep, str)
+                else ep
+            )
             label = getattr(client, "label", None) or (
                 endpoint_label(ep) if isinstance(ep, str) else repr(client)
             )
@@ -653,6 +678,14 @@ class FailoverRpc(ChainReads):
             block = pinned_block(method, params)
         data: bytes = await self._retrying()(self._read_pass, method, params, block, data=True)
         return data
+
+    def head_source(self) -> Any | None:
+        """The first endpoint that pushes new heads (a WebSocket or IPC one), for
+        `BlockStream(heads=...)`; None when every endpoint is polled."""
+        for ep in self._endpoints:
+            if getattr(ep.client, "persistent", False) and hasattr(ep.client, "new_heads"):
+                return ep.client
+        return None
 
     async def close(self) -> None:
         for ep in self._endpoints:

@@ -236,3 +236,20 @@ def test_gmx_needs_the_budget_token_named(tmp_path: Path) -> None:
     del data["budget"]["token"]
     found = problems(data, env)
     assert "GMX positions hold any of their market's tokens" in found["budget.token"]
+
+
+def test_endpoints_may_be_websockets_or_ipc_paths_and_http_picks_a_transport() -> None:
+    data = devnet_data()
+    data["chain"]["rpc"] = ["http://127.0.0.1:8545", "ws://127.0.0.1:8545", "node/geth.ipc"]
+    data["chain"]["transport"] = "web3"
+    config = parse(data, environ={}, base_dir=EXAMPLES)
+    assert config.chain.rpc[2] == str(EXAMPLES / "node" / "geth.ipc")
+    assert config.chain.rpc_labels == (
+        "http://127.0.0.1:8545",
+        "ws://127.0.0.1:8545",
+        "ipc://geth.ipc",
+    )
+    assert config.chain.transport == "web3"
+    data["chain"]["transport"] = "curl"
+    assert "transport" in next(iter(problems(data)))
+    assert parse(devnet_data(), environ={}, base_dir=EXAMPLES).chain.transport == "aiohttp"

@@ -40,6 +40,7 @@ class FaultyProxy:
         self.max_body: int | None = None
         self.hang_seconds = 5.0
         self.seen: list[str] = []  # methods received, in order
+        self.headers: list[dict[str, str]] = []  # the HTTP headers of each request, in order
         self.faults_served = 0
         self._count = 0
         self._runner: web.AppRunner | None = None
@@ -96,6 +97,7 @@ class FaultyProxy:
         body = await request.read()
         payload = json.loads(body)
         self.seen.append(payload.get("method", "?"))
+        self.headers.append(dict(request.headers))
         if self.max_body is not None and len(body) > self.max_body:
             self.faults_served += 1
             return web.Response(status=413, text="413 Request Entity Too Large")

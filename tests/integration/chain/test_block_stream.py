@@ -9,6 +9,7 @@ import pytest
 from keeper.chain.blocks import BlockStream
 from keeper.chain.jsonrpc import HttpJsonRpc
 from keeper.chain.rpc import FailoverRpc
+from keeper.chain.web3rpc import Web3Rpc
 from keeper.testing.anvil import Anvil
 from tests.integration.chain.support import FAST, ProxyFactory
 
@@ -85,17 +86,16 @@ async def test_lagging_endpoint_answer_is_not_taken_for_a_reorg(
 
 
 async def test_ws_new_heads(anvil_snapshot: Anvil) -> None:
-    rpc = HttpJsonRpc(anvil_snapshot.url)
-    async with BlockStream(rpc, poll_interval=5.0, ws_url=anvil_snapshot.ws_url) as stream:
-        first = await stream.next()  # the first poll (the socket may not be up yet)
-        for _ in range(200):
-            if stream.ws_connected:
-                break
-            await asyncio.sleep(0.01)
-        assert stream.ws_connected
+    rpc = FailoverRpc([anvil_snapshot.url, anvil_snapshot.ws_url])
+    source = rpc.head_source()
+    assert isinstance(source, Web3Rpc)
+    async with BlockStream(rpc, poll_interval=5.0, heads=source) as stream:
+        first = await stream.next()  # the first poll (the subscription may not be up yet)
+        await asyncio.sleep(0.3)  # time to subscribe
         anvil_snapshot.rpc("evm_mine")
         second = await asyncio.wait_for(stream.next(), timeout=3.0)
         assert second.number == first.number + 1
+        assert stream.ws_connected
         assert stream.polls == 1  # it came over the socket, not from a poll
         anvil_snapshot.rpc("anvil_mine", "0x3")
         seen = second
