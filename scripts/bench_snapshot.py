@@ -13,6 +13,9 @@ well under a millisecond here, is not timed), and three comparisons:
   concurrency, each answer read to its result string but not decoded: the node's own time
   plus transport.
 
+A third table reads the same positions over web3.py's own providers (`Web3Rpc`: HTTP and
+WebSocket) beside our aiohttp client, alternated, to choose the default HTTP transport.
+
 How positions are made: a fresh Anvil (block gas limit 4e9) with the reference exchange and
 eight markets; per account (addresses 0x...100000 onwards, impersonated, funded with
 anvil_setBalance) one mint, one approve, one cross deposit, then 16 isolated and 4 cross
@@ -48,6 +51,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from keeper.abis import abi
 from keeper.chain.jsonrpc import HttpJsonRpc
+from keeper.chain.web3rpc import web3_endpoint
 from keeper.testing.anvil import Anvil
 from keeper.testing.devnet import Deployment, MarketSpec, deploy
 from keeper.venues.base import Watch
@@ -156,13 +160,13 @@ class Recorder:
         return await self.inner.request_data(method, params)
 
 
-async def run_pairs(
-    first: Callable[[], Awaitable[Any]], second: Callable[[], Awaitable[Any]], runs: int = RUNS
-) -> tuple[list[float], list[float]]:
-    """Times of `first` and `second` run alternately (so load from elsewhere hits both)."""
-    times: tuple[list[float], list[float]] = ([], [])
+async def run_rounds(
+    *fns: Callable[[], Awaitable[Any]], runs: int = RUNS
+) -> tuple[list[float], ...]:
+    """Times of each of `fns`, run in turn `runs` times (so load from elsewhere hits all)."""
+    times: tuple[list[float], ...] = tuple([] for _ in fns)
     for _ in range(runs):
-        for fn, out in ((first, times[0]), (second, times[1])):
+        for fn, out in zip(fns, times, strict=True):
             started = time.perf_counter()
             await fn()
             out.append(time.perf_counter() - started)
@@ -175,6 +179,18 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
     venue = await ReferenceVenue.connect(
         recorder, exchange=d.exchange, lens=d.lens, multicall=d.multicall
     )
+    # the same venue over web3.py's providers (Web3Rpc): HTTP, and a WebSocket
+    clients = {
+        name: web3_endpoint(url, timeout=120)
+        for name, url in (("web3 http", node.url), ("web3 ws", node.ws_url))
+    }
+    over_web3 = {
+        name: await ReferenceVenue.connect(
+            client, exchange=d.exchange, lens=d.lens, multicall=d.multicall
+        )
+        for name, client in clients.items()
+    }
+    transports: list[tuple[int, float, dict[str, float]]] = []
     w3 = AsyncWeb3(AsyncHTTPProvider(node.url, request_kwargs={"timeout": 120}))
     exchange = w3.eth.contract(address=w3.to_checksum_address(d.exchange), abi=abi("PerpExchange"))
     everyone = await venue.read(Watch(tuple(accounts), wallet=d.trader))
@@ -210,8 +226,22 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
             await rpc.request(*meta)
             await asyncio.gather(*(replay_chunk(m, p) for m, p in chunks))
 
-        snapshot_times, raw_times = await run_pairs(one_read, raw)
+        snapshot_times, raw_times = await run_rounds(one_read, raw)
         snapshot_s, raw_s = statistics.median(snapshot_times), statistics.median(raw_times)
+
+        def read_over(v: ReferenceVenue, w: Watch = watch, b: int = block) -> Awaitable[Any]:
+            return v.read(w, block=b)
+
+        ours, *others = await run_rounds(
+            one_read, *(lambda v=v: read_over(v) for v in over_web3.values())
+        )
+        transports.append(
+            (
+                n,
+                statistics.median(ours),
+                {name: statistics.median(t) for name, t in zip(over_web3, others, strict=True)},
+            )
+        )
         paired = statistics.median(s / r for s, r in zip(snapshot_times, raw_times, strict=True))
         keys = [bytes.fromhex(p.key[2:]) for p in read.snapshot.positions]
 
@@ -244,6 +274,8 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
         )
     await rpc.close()
     await w3.provider.disconnect()
+    for client in clients.values():
+        await client.close()
     print()
     print(
         f"{'N':>6}  {'round trips':>11}  {'bound':>5}  {'snapshot s':>10}  {'naive s':>9}  "
@@ -272,6 +304,17 @@ async def bench(node: Anvil, d: Deployment, accounts: list[str]) -> None:
             f"{n:>6}  {median:>10.3f}  {snap_mean:>7.3f}  {snap_max:>7.3f}  {raw_mean:>10.3f}  "
             f"{snap_mean / raw_mean:>14.2f}x"
         )
+    print_transports(transports)
+
+
+def print_transports(rows: Sequence[tuple[int, float, dict[str, float]]]) -> None:
+    names = list(rows[0][2]) if rows else []
+    print()
+    head = "".join(f"  {name + ' s':>11}  {name + ' / ours':>15}" for name in names)
+    print(f"{'N':>6}  {'aiohttp s':>10}{head}   (the same reads over each transport, {RUNS} each)")
+    for n, ours, others in rows:
+        cells = "".join(f"  {others[k]:>11.3f}  {others[k] / ours:>14.2f}x" for k in names)
+        print(f"{n:>6}  {ours:>10.3f}{cells}")
 
 
 def main() -> int:

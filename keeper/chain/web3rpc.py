@@ -18,6 +18,9 @@ What goes through and what does not:
   web3 8 ends its message listener on an error answer it does not expect (a revert, say) unless
   `silence_listener_task_exceptions` is set, after which every call on the connection fails;
   the provider is set so, and errors come back as JSON-RPC error objects the keeper decodes.
+  A connection that fails ends the listener, fails the calls waiting on it, and the next call
+  connects again. WebSocket messages of up to `MAX_MESSAGE` are taken on the connections this
+  module opens (websockets' default, 1 MiB, is less than a large Multicall3 answer).
   `new_heads()` subscribes to newHeads through the same connection.
 
 Faults map into the `RpcError` tree with the meaning `HttpJsonRpc` gives them:
@@ -31,6 +34,7 @@ credentials).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +57,7 @@ from web3.providers.persistent import (
 )
 from web3.providers.rpc import AsyncHTTPProvider
 from web3.types import RPCEndpoint
+from websockets.exceptions import WebSocketException
 
 from keeper.chain.jsonrpc import (
     RpcError,
@@ -68,6 +73,8 @@ from keeper.chain.rpc import BlockHeader
 __all__ = ["Web3Rpc", "web3_endpoint"]
 
 log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 256 * 2**20  # a 10,000-position read answers 1.2 MB per call; websockets: 1 MiB
 
 
 def _label_of(provider: AsyncBaseProvider) -> str:
@@ -142,11 +149,15 @@ class Web3Rpc:
             log.debug("closing %s: %s", self.label, exc)
 
     def _listener_error(self, exc: Exception) -> None:
-        """web3's listener met an answer it had no request for yet (an error object that came
-        back before web3 recorded the request: the answer still reaches its caller), or a
-        real fault; logged here instead of as web3's error."""
-        level = logging.DEBUG if isinstance(exc, Web3RPCError) else logging.WARNING
-        log.log(level, "%s: web3's listener: %s: %s", self.label, type(exc).__name__, exc)
+        """web3's listener met an error answer before web3 recorded its request (a race of
+        web3 8 on a fast node: the answer still reaches its caller): logged, the listener
+        goes on. Anything else (the connection closed, a frame too big) ends the listener,
+        so that waiting calls fail and the next call connects again."""
+        if isinstance(exc, Web3RPCError):
+            log.debug("%s: web3's listener: %s", self.label, exc)
+            return
+        log.warning("%s: the connection failed: %s: %s", self.label, type(exc).__name__, exc)
+        raise exc
 
     # -- newHeads -----------------------------------------------------------------------------
 
@@ -167,7 +178,7 @@ class Web3Rpc:
             raise
         except (TimeoutError, TimeExhausted) as exc:
             raise RpcTimeoutError("eth_subscribe", "timed out", endpoint=self.label) from exc
-        except (Web3Exception, OSError, aiohttp.ClientError) as exc:
+        except (Web3Exception, OSError, EOFError, WebSocketException, aiohttp.ClientError) as exc:
             raise RpcTransportError(
                 "eth_subscribe", f"{type(exc).__name__}: {self._scrub(exc)}", endpoint=self.label
             ) from exc
@@ -175,13 +186,26 @@ class Web3Rpc:
 
     # -- internals ----------------------------------------------------------------------------
 
+    async def _alive(self) -> bool:
+        """Whether the connection is up: web3's message listener runs (it ends when the
+        connection does); where a web3 has no such task, the provider's own check."""
+        task = getattr(self.provider, "_message_listener_task", ...)
+        if task is ...:
+            return bool(await cast(PersistentConnectionProvider, self.provider).is_connected())
+        return isinstance(task, asyncio.Task) and not task.done()
+
     async def _ensure_connected(self, method: str) -> None:
         provider = cast(PersistentConnectionProvider, self.provider)
+        if await self._alive():
+            return
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
-            if await provider.is_connected():
+            if await self._alive():
                 return
+            if getattr(provider, "_message_listener_task", None) is not None:
+                with contextlib.suppress(Exception):  # what is left of a failed connection
+                    await provider.disconnect()
             try:
                 await asyncio.wait_for(provider.connect(), self.timeout)
             except (ProviderConnectionError, OSError, TimeoutError) as exc:
@@ -231,7 +255,14 @@ class Web3Rpc:
             raise RpcMalformedResponseError(
                 method, f"answer is not JSON-RPC: {self._scrub(exc):.120}", endpoint=self.label
             ) from exc
-        except (aiohttp.ClientError, OSError, PersistentConnectionClosedOK, Web3Exception) as exc:
+        except (
+            aiohttp.ClientError,
+            OSError,
+            EOFError,
+            WebSocketException,
+            PersistentConnectionClosedOK,
+            Web3Exception,
+        ) as exc:
             raise RpcTransportError(
                 method, f"{type(exc).__name__}: {self._scrub(exc)}", endpoint=self.label
             ) from exc
@@ -303,6 +334,7 @@ def web3_endpoint(spec: str, *, timeout: float = 10.0) -> Web3Rpc:
     elif scheme in ("ws", "wss"):
         provider = WebSocketProvider(
             spec,
+            websocket_kwargs={"max_size": MAX_MESSAGE},
             request_timeout=timeout,
             max_connection_retries=1,
             silence_listener_task_exceptions=True,

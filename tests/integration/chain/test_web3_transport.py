@@ -186,3 +186,35 @@ async def test_ipc(ipc_anvil: tuple[Anvil, Path]) -> None:
         await heads.aclose()
     finally:
         await rpc.close()
+
+
+async def test_a_websocket_that_drops_fails_its_calls_and_connects_again() -> None:
+    node = Anvil()
+    node.start()
+    rpc = web3_endpoint(node.ws_url, timeout=2.0)
+    try:
+        assert int(await rpc.request("eth_chainId"), 16) == 31337
+        node.stop()
+        with pytest.raises(RpcTransportError):
+            await rpc.request("eth_blockNumber")
+        again = Anvil(port=node.port)
+        again.start()
+        try:
+            assert int(await rpc.request("eth_chainId"), 16) == 31337
+        finally:
+            again.stop()
+    finally:
+        await rpc.close()
+        node.stop()
+
+
+async def test_a_large_answer_over_a_websocket(anvil_snapshot: Anvil) -> None:
+    """More than websockets' default 1 MiB frame: eth_getCode of a 600 KB code put there."""
+    code = "0x" + "5b" * 600_000  # answered as 1.2 MB of hex
+    anvil_snapshot.rpc("anvil_setCode", REVERTER, code)
+    rpc = web3_endpoint(anvil_snapshot.ws_url)
+    try:
+        got = await rpc.request_data("eth_getCode", [REVERTER, "latest"])
+        assert len(got) == 600_000
+    finally:
+        await rpc.close()
