@@ -63,6 +63,7 @@ from keeper.units import (
 )
 from keeper.venues.base import ReadIssue, VenueError, Watch
 from keeper.venues.reference import ReferenceVenue
+from keeper.views import position_views
 
 __all__ = ["main"]
 
@@ -592,52 +593,37 @@ async def _read_positions(
 def _positions_data(
     snapshot: Snapshot, symbol: Callable[[str], str], issues: Sequence[ReadIssue]
 ) -> dict[str, Any]:
-    accounts = {a.key: a for a in snapshot.accounts}
     legs_of = {
         a.key: [(p, snapshot.market_of(p)) for p in snapshot.positions_of(a)]
         for a in snapshot.accounts
     }
     rows: list[dict[str, Any]] = []
-    for p in snapshot.positions:
-        m = snapshot.market_of(p)
-        row: dict[str, Any] = {
-            "account": p.account,
-            "key": p.key,
-            "market_id": p.market_id,
-            "market": symbol(p.market_id),
-            "side": p.side.value,
-            "mode": p.mode.value,
-            "size": _s(p.size.value),
-            "entry_price": _s(p.entry_price),
-            "mark_price": _s(m.mark_price),
-            "collateral": None,
-            "funding_fee": _s(p.fees),
-            "notional": _s(margin.notional(p, m)),
-            "pnl": _s(margin.pnl(p, m)),
-        }
-        if p.mode is MarginMode.CROSS and p.cross_account is not None:
-            account, legs = accounts[p.cross_account], legs_of[p.cross_account]
-            row.update(
-                equity=_s(margin.cross_equity(account, legs)),
-                margin_ratio=_s(margin.cross_margin_ratio(account, legs)),
-                maintenance_margin=_s(margin.cross_maintenance_margin(account, legs)),
-                liquidation_price=_s(margin.cross_liquidation_price(account, legs, p.key)),
-                distance_to_liquidation=_s(
-                    margin.cross_distance_to_liquidation(account, legs, p.key)
-                ),
-                liquidatable=margin.cross_is_liquidatable(account, legs),
-            )
-        else:
-            row.update(
-                collateral=_s(p.collateral_usd),
-                equity=_s(margin.equity(p, m)),
-                margin_ratio=_s(margin.margin_ratio(p, m)),
-                maintenance_margin=_s(margin.maintenance_margin(p, m)),
-                liquidation_price=_s(margin.liquidation_price(p, m)),
-                distance_to_liquidation=_s(margin.distance_to_liquidation(p, m)),
-                liquidatable=margin.is_liquidatable(p, m),
-            )
-        rows.append(row)
+    for v in position_views(snapshot):
+        p = v.position
+        cross = p.mode is MarginMode.CROSS
+        rows.append(
+            {
+                "account": p.account,
+                "key": p.key,
+                "market_id": p.market_id,
+                "market": symbol(p.market_id),
+                "side": p.side.value,
+                "mode": p.mode.value,
+                "size": _s(p.size.value),
+                "entry_price": _s(p.entry_price),
+                "mark_price": _s(v.market.mark_price),
+                "collateral": None if cross else _s(p.collateral_usd),
+                "funding_fee": _s(p.fees),
+                "notional": _s(v.notional),
+                "pnl": _s(v.pnl),
+                "equity": _s(v.equity),
+                "margin_ratio": _s(v.margin_ratio),
+                "maintenance_margin": _s(v.maintenance_margin),
+                "liquidation_price": _s(v.liquidation_price),
+                "distance_to_liquidation": _s(v.distance_to_liquidation),
+                "liquidatable": v.liquidatable,
+            }
+        )
     cross_rows = [
         {
             "account": a.account,
@@ -1093,6 +1079,17 @@ def _print_prepared(summary: dict[str, Any]) -> None:
             )
         )
         print(f"  {i}. {step['description']} (to {step['to']}): gas {gas}; {state}")
+    shown = summary.get("preview")
+    if shown is not None:
+        ratio = shown["margin_ratio"]
+        after = "closed" if shown["closed"] else _percent(ratio["after"])
+        line = f"  margin ratio {_percent(ratio['before'])} -> {after}"
+        liq = shown["liquidation_price"]
+        if shown["mark_price"] is not None and not (liq["before"] is None is liq["after"]):
+            mark, side = shown["mark_price"], shown["side"]
+            new = "none" if shown["closed"] else _price_text(liq["after"], mark, side)
+            line += f", liquidation price {_price_text(liq['before'], mark, side)} -> {new}"
+        print(line)
     if summary["fee_problem"]:
         print(f"  fees: {summary['fee_problem']}")
     elif summary["max_cost_wei"] is not None:

@@ -12,9 +12,10 @@ import asyncio
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
-from keeper.journal import IntentStatus
+from keeper.chain.rpc import FailoverRpc
+from keeper.journal import IntentStatus, Journal
 from keeper.loop import DelayedFollower, Executor, NoEvents, Sent, action_payload
 from keeper.model import (
     Action,
@@ -29,17 +30,40 @@ from keeper.model import (
     TopUp,
     Withdraw,
 )
-from keeper.runtime import Runtime
-from keeper.txs import FeeCapExceededError, Fees, TxOutcome
+from keeper.txs import FeeCapExceededError, Fees, TxManager, TxOutcome
 from keeper.txs import TxRequest as SignedRequest
 from keeper.units import TokenAmount
-from keeper.venues.base import TxPlan, VenueError
+from keeper.venues.base import TxPlan, Venue, VenueError, Watch
+from keeper.views import Preview, preview
 
 KINDS = ("top_up", "withdraw", "reduce", "close")
 
 
 class ManualError(Exception):
     """The manual command cannot go ahead; the message says why and what to do."""
+
+
+class Session(Protocol):
+    """What a manual action needs: the venue, the chain, the journal and the key's
+    transaction manager (a `Runtime` of `keeper run`'s config, or a `keeper.Client`)."""
+
+    @property
+    def venue(self) -> Venue: ...
+
+    @property
+    def rpc(self) -> FailoverRpc: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def txs(self) -> TxManager | None: ...
+
+    @property
+    def watch(self) -> Watch: ...
+
+    @property
+    def poll_interval(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +85,7 @@ class Prepared:
     max_cost_wei: int | None
     fee_problem: str | None
     subject: str
+    preview: Preview | None = None  # None: the model cannot say (see `summary`)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +109,25 @@ class Prepared:
             "max_fee_per_gas": None if self.fees is None else self.fees.max_fee,
             "max_cost_wei": self.max_cost_wei,
             "fee_problem": self.fee_problem,
+            "preview": None if self.preview is None else _preview_data(self.preview),
         }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _preview_data(p: Preview) -> dict[str, Any]:
+    return {
+        "margin_ratio": {"before": _text(p.ratio_before), "after": _text(p.ratio_after)},
+        "liquidation_price": {
+            "before": _text(p.liquidation_before),
+            "after": _text(p.liquidation_after),
+        },
+        "closed": p.closed,
+        "mark_price": _text(p.mark_price),
+        "side": None if p.side is None else p.side.value,
+    }
 
 
 def parse_amount(text: str, decimals: int, what: str) -> TokenAmount:
@@ -163,7 +206,7 @@ def make_action(
     return Close(venue, p.key, p.account, p.market_id, reason)
 
 
-async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> Prepared:
+async def prepare(runtime: Session, kind: str, ref: str, amount: str | None) -> Prepared:
     if kind not in KINDS:
         raise ManualError(f"unknown action {kind!r}")
     txs = runtime.txs
@@ -172,7 +215,7 @@ async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> 
     sender = txs.sender
     watch = runtime.watch
     if sender.lower() not in {a.lower() for a in watch.accounts}:
-        watch = type(watch)((*watch.accounts, sender), watch.wallet)
+        watch = replace(watch, accounts=(*watch.accounts, sender))
     read = await runtime.venue.read(watch)
     snap = read.snapshot
     subject = find_subject(snap, runtime.venue.name, ref, sender)
@@ -182,6 +225,15 @@ async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> 
             "owner can act on it"
         )
     action = make_action(kind, subject, amount, runtime.venue.name)
+    return await prepare_action(runtime, action, snap)
+
+
+async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Prepared:
+    """`action` decided on `snap`: built, simulated, priced and previewed."""
+    txs = runtime.txs
+    if txs is None:
+        raise ManualError("this action sends a transaction: there is no key")
+    sender = txs.sender
     try:
         plan = await runtime.venue.build(action, snap, sender=sender)
     except VenueError as exc:
@@ -213,12 +265,18 @@ async def prepare(runtime: Runtime, kind: str, ref: str, amount: str | None) -> 
     cost = None
     if fees is not None and all(s.gas is not None for s in steps):
         cost = sum((s.gas or 0) * fees.max_fee for s in steps)
-    label = f"{type(subject).__name__.lower()} {subject.key}"
-    return Prepared(action, plan, snap, tuple(steps), fees, cost, problem, label)
+    scope = "crossaccount" if getattr(action, "scope", None) is Scope.ACCOUNT else "position"
+    try:
+        shown: Preview | None = preview(action, snap)
+    except (ValueError, KeyError):
+        shown = None
+    return Prepared(
+        action, plan, snap, tuple(steps), fees, cost, problem, f"{scope} {action.key}", shown
+    )
 
 
 async def execute(
-    runtime: Runtime, prepared: Prepared, *, wait: bool = True, wait_timeout: float = 900.0
+    runtime: Session, prepared: Prepared, *, wait: bool = True, wait_timeout: float = 900.0
 ) -> list[tuple[Sent, TxOutcome | None]]:
     """Records the intent and sends; follows every transaction to a final state. On a venue
     that executes later (GMX), `wait` follows the request too, until the venue executes or
@@ -258,14 +316,14 @@ async def execute(
     return results
 
 
-async def follow(runtime: Runtime, outcome: TxOutcome, *, timeout: float) -> TxOutcome:
+async def follow(runtime: Session, outcome: TxOutcome, *, timeout: float) -> TxOutcome:
     """An intent awaiting the venue's execution, followed block by block until it is final
     (or `timeout`): the same steps as the running keeper's, an expired request cancelled."""
     txs = runtime.txs
     assert txs is not None
     journal = runtime.journal
     follower = DelayedFollower(runtime.venue, runtime.rpc, txs, journal, NoEvents())
-    poll = float(min(runtime.config.chain.poll_interval_s, Decimal(1)))
+    poll = min(runtime.poll_interval, 1.0)
     deadline = time.monotonic() + timeout
     intent_id = outcome.intent_id
     while True:

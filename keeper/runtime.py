@@ -232,6 +232,10 @@ class Runtime:
         await self.rpc.close()
 
     @property
+    def poll_interval(self) -> float:
+        return float(self.config.chain.poll_interval_s)
+
+    @property
     def watch(self) -> Watch:
         return Watch(
             self.config.accounts,
