@@ -29,9 +29,10 @@ from keeper import margin
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
+from keeper.client import Client
 from keeper.config import Config, ConfigError, describe, load
 from keeper.journal import Journal
-from keeper.manual import ManualError, execute, prepare
+from keeper.manual import ManualError
 from keeper.model import (
     Basis,
     CrossAccount,
@@ -46,7 +47,6 @@ from keeper.runtime import (
     StartError,
     check_against_chain,
     connect_venue,
-    open_runtime,
     rpc_for,
     run_keeper,
 )
@@ -1005,10 +1005,12 @@ def _manual(args: argparse.Namespace) -> int:
         )
 
     async def go() -> int:
-        runtime = await open_runtime(config, need_signer=True, prompt=not args.yes)
-        async with runtime:
-            prepared = await prepare(
-                runtime, args.action_kind, args.position, getattr(args, "amount", None)
+        client = await Client.from_config(args.config, prompt=not args.yes)
+        async with client:
+            if client.txs is None:
+                raise StartError("this command sends transactions: the config has no key (signer)")
+            prepared = await client.prepare(
+                args.action_kind, args.position, getattr(args, "amount", None)
             )
             summary = prepared.summary()
             if args.json:
@@ -1025,28 +1027,24 @@ def _manual(args: argparse.Namespace) -> int:
                 if input("send it? [y/N] ").strip().lower() not in ("y", "yes"):
                     print("not sent")
                     return 1
-            results = await execute(
-                runtime, prepared, wait=not args.no_wait, wait_timeout=args.wait_timeout
-            )
+            outcome = await client.send(prepared, wait=not args.no_wait, timeout=args.wait_timeout)
             unfinished = () if args.no_wait else ("awaiting_execution",)
             failed = False
             out = []
-            for sent, outcome in results:
-                status = outcome.status.value if outcome is not None else sent.outcome
-                failure = outcome.failure.value if outcome and outcome.failure else None
+            for step in outcome.steps:
                 failed = (
                     failed
-                    or failure is not None
-                    or status in ("failed", "obsolete", "cancelled", "expired", *unfinished)
+                    or step.failure is not None
+                    or step.status in ("failed", "obsolete", "cancelled", "expired", *unfinished)
                 )
                 out.append(
                     {
-                        "intent": sent.intent_id,
-                        "kind": sent.kind,
-                        "status": status,
-                        "failure": failure,
-                        "tx": outcome.tx_hash if outcome else None,
-                        "detail": (outcome.detail if outcome else sent.detail),
+                        "intent": step.intent_id,
+                        "kind": step.kind,
+                        "status": step.status,
+                        "failure": step.failure,
+                        "tx": step.tx_hash,
+                        "detail": step.detail,
                     }
                 )
             if args.json:

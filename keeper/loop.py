@@ -473,14 +473,19 @@ class Keeper:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    async def run(self) -> int:
-        """Ticks until SIGINT/SIGTERM (or `stop()`); returns the process exit code."""
+    async def run(self, *, signals: bool = True) -> int:
+        """Ticks until SIGINT/SIGTERM (or `stop()`); returns the process exit code. Without
+        `signals` no signal handlers are installed (the keeper inside someone's program)."""
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         for sig, handler in (
-            (signal.SIGINT, self.stop),
-            (signal.SIGTERM, self.stop),
-            (signal.SIGUSR1, self.toggle_halt),
+            ()
+            if not signals
+            else (
+                (signal.SIGINT, self.stop),
+                (signal.SIGTERM, self.stop),
+                (signal.SIGUSR1, self.toggle_halt),
+            )
         ):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, handler)

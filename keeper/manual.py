@@ -76,9 +76,14 @@ class StepCost:
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
+class Plan:
+    """An action ready to send: its transactions (`transactions`, built by the venue), each
+    step simulated and its gas estimated, the fees it would pay now and at most (`fees`,
+    `max_cost_wei`, or why not: `fee_problem`), and what it would change (`preview`). `ok`
+    when nothing stands in its way; `summary()` as plain data."""
+
     action: Action
-    plan: TxPlan
+    transactions: TxPlan
     snapshot: Snapshot
     steps: tuple[StepCost, ...]
     fees: Fees | None
@@ -206,7 +211,7 @@ def make_action(
     return Close(venue, p.key, p.account, p.market_id, reason)
 
 
-async def prepare(runtime: Session, kind: str, ref: str, amount: str | None) -> Prepared:
+async def prepare(runtime: Session, kind: str, ref: str, amount: str | None) -> Plan:
     if kind not in KINDS:
         raise ManualError(f"unknown action {kind!r}")
     txs = runtime.txs
@@ -228,7 +233,7 @@ async def prepare(runtime: Session, kind: str, ref: str, amount: str | None) -> 
     return await prepare_action(runtime, action, snap)
 
 
-async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Prepared:
+async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Plan:
     """`action` decided on `snap`: built, simulated, priced and previewed."""
     txs = runtime.txs
     if txs is None:
@@ -270,13 +275,13 @@ async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Pr
         shown: Preview | None = preview(action, snap)
     except (ValueError, KeyError):
         shown = None
-    return Prepared(
+    return Plan(
         action, plan, snap, tuple(steps), fees, cost, problem, f"{scope} {action.key}", shown
     )
 
 
 async def execute(
-    runtime: Session, prepared: Prepared, *, wait: bool = True, wait_timeout: float = 900.0
+    runtime: Session, prepared: Plan, *, wait: bool = True, wait_timeout: float = 900.0
 ) -> list[tuple[Sent, TxOutcome | None]]:
     """Records the intent and sends; follows every transaction to a final state. On a venue
     that executes later (GMX), `wait` follows the request too, until the venue executes or

@@ -23,7 +23,7 @@ from keeper.model import Severity, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
-from keeper.venues.base import Execution, Venue, Watch
+from keeper.venues.base import Execution, Venue, VenueError, Watch
 from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
 
@@ -94,27 +94,50 @@ def thresholds_for(config: Config, venue_name: str) -> Thresholds:
 
 
 async def connect_venue(config: Config, rpc: FailoverRpc) -> Venue:
+    """The config's venue on `rpc`."""
     v = config.venue
-    if v.kind == "reference":
+    return await open_venue(
+        rpc,
+        v.kind,
+        addresses=v.addresses,
+        preset=v.preset,
+        chain_id=config.chain.chain_id,
+        multicall=config.chain.multicall,
+    )
+
+
+async def open_venue(
+    rpc: FailoverRpc,
+    kind: str,
+    *,
+    addresses: Mapping[str, str],
+    preset: str | None,
+    chain_id: int,
+    multicall: str,
+) -> Venue:
+    """A venue adapter by kind: "reference" (addresses exchange and lens) or "gmx" (a preset,
+    or every address of a GmxDeployment; with a preset, the addresses given replace its)."""
+    if kind == "reference":
+        missing = {"exchange", "lens"} - set(addresses)
+        if missing:
+            raise VenueError(f"reference venue: missing address(es) {sorted(missing)}")
         return await ReferenceVenue.connect(
-            rpc,
-            exchange=v.addresses["exchange"],
-            lens=v.addresses["lens"],
-            multicall=config.chain.multicall,
+            rpc, exchange=addresses["exchange"], lens=addresses["lens"], multicall=multicall
         )
-    if v.kind == "gmx":
-        addresses = dict(v.addresses)
+    if kind == "gmx":
+        overrides = dict(addresses)
         deployment: GmxDeployment | str
-        if v.preset is not None:
-            deployment = v.preset
-            addresses["multicall"] = config.chain.multicall
+        if preset is not None:
+            deployment = preset
+            overrides["multicall"] = multicall
         else:
-            deployment = GmxDeployment(
-                chain_id=config.chain.chain_id, multicall=config.chain.multicall, **addresses
-            )
-            addresses = {}
-        return await GmxVenue.connect(rpc, deployment, overrides=addresses or None)
-    raise StartError(f"venue.kind = {v.kind!r}: this build has no adapter for it")
+            try:
+                deployment = GmxDeployment(chain_id=chain_id, multicall=multicall, **overrides)
+            except TypeError as exc:
+                raise VenueError(f"gmx venue: {exc}") from None
+            overrides = {}
+        return await GmxVenue.connect(rpc, deployment, overrides=overrides or None)
+    raise StartError(f"venue kind {kind!r}: this build has no adapter for it (reference, gmx)")
 
 
 def pick_token(spec: str | None, tokens: tuple[Token, ...], *, source: str) -> Token:

@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from keeper.chain.revert import RevertReason
 from keeper.chain.rpc import ChainReads
-from keeper.model import Action, Snapshot, Token
+from keeper.model import Action, Market, Snapshot, Token
 from keeper.units import TokenAmount, Usd
 
 __all__ = [
@@ -225,6 +225,10 @@ class Venue(Protocol):
 
     async def read(self, watch: Watch, *, block: int | None = None) -> VenueRead:
         """The watched accounts at `block` (default: the latest block), all pinned to it."""
+        ...
+
+    async def markets(self, *, block: int | None = None) -> tuple[Market, ...]:
+        """Every market of the venue, modelled as `read` models them, at `block`."""
         ...
 
     async def collateral_tokens(self) -> tuple[Token, ...]:

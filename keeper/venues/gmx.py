@@ -1035,9 +1035,61 @@ class GmxVenue:
                 if pos.size_in_usd > 0 and pos.size_in_tokens > 0:
                     raw_positions.append(pos)
         market_ids = sorted({p.market for p in raw_positions})
+        issues: list[ReadIssue] = []
+        markets, params, prices = await self._priced_markets(
+            market_ids, number, min_collateral_usd, issues
+        )
+        priced = [p for p in raw_positions if p.market in markets]
+        infos = await self._position_infos(priced, prices, number)
+        positions = []
+        for info in infos:
+            m = info.position.market
+            positions.append(
+                map_position(info, self._cache.markets[m], markets[m], params[m], venue=self.name)
+            )
+        pool = self._pool(market_ids, markets, params, prices)
+        snapshot = Snapshot(
+            block_number=number,
+            block_time=block_time,
+            wallet=wallet_state,
+            markets=tuple(markets.values()),
+            positions=tuple(positions),
+        )
+        trips = self._meta.round_trips + self._batches.round_trips - trips + extra
+        return VenueRead(snapshot, pool, tuple(issues), round_trips=trips)
+
+    async def snapshot(self, watch: Watch, *, block: int | None = None) -> Snapshot:
+        return (await self.read(watch, block=block)).snapshot
+
+    async def markets(self, *, block: int | None = None) -> tuple[Market, ...]:
+        """Every market of the deployment with an index token (Reader.getMarkets; swap-only
+        markets are left out), priced and modelled as `read` models them, at `block`."""
+        number, _ = await pin_block(self._reads, block)
+        d = self.deployment
+        results = await self._meta.aggregate(
+            [
+                Call(d.reader, _GET_MARKETS.encode(d.data_store, 0, self.max_positions)),
+                Call(d.data_store, _GET_UINT.encode(MIN_COLLATERAL_USD)),
+            ],
+            block=number,
+        )
+        (props,) = _GET_MARKETS.decode(_ok(results[0], "Reader.getMarkets"))
+        ids = [to_checksum_address(p[0]) for p in props if p[1] != ZERO_ADDRESS]
+        min_collateral_usd = _uint(results[1], "DataStore MIN_COLLATERAL_USD")
+        markets, _, _ = await self._priced_markets(ids, number, min_collateral_usd, [])
+        return tuple(markets.values())
+
+    async def _priced_markets(
+        self,
+        market_ids: Sequence[str],
+        number: int,
+        min_collateral_usd: int,
+        issues: list[ReadIssue],
+    ) -> tuple[dict[str, Market], dict[str, MarketParams], dict[str, TokenPrice]]:
+        """The markets at block `number` with their parameters and token prices; a market a
+        price source cannot price is left out and named in `issues`."""
         await self._learn_markets(market_ids, number)
         params = await self._market_params(market_ids, number)
-        issues: list[ReadIssue] = []
         token_list = sorted(
             {
                 t.address
@@ -1076,27 +1128,7 @@ class GmxVenue:
             markets[m] = map_market(
                 tokens, prices[tokens.index.address], params[m], min_collateral_usd, venue=self.name
             )
-        priced = [p for p in raw_positions if p.market in markets]
-        infos = await self._position_infos(priced, prices, number)
-        positions = []
-        for info in infos:
-            m = info.position.market
-            positions.append(
-                map_position(info, self._cache.markets[m], markets[m], params[m], venue=self.name)
-            )
-        pool = self._pool(market_ids, markets, params, prices)
-        snapshot = Snapshot(
-            block_number=number,
-            block_time=block_time,
-            wallet=wallet_state,
-            markets=tuple(markets.values()),
-            positions=tuple(positions),
-        )
-        trips = self._meta.round_trips + self._batches.round_trips - trips + extra
-        return VenueRead(snapshot, pool, tuple(issues), round_trips=trips)
-
-    async def snapshot(self, watch: Watch, *, block: int | None = None) -> Snapshot:
-        return (await self.read(watch, block=block)).snapshot
+        return markets, params, prices
 
     async def _token(self, address: str, block: int | str) -> Token:
         found = self._cache.tokens.get(address)

@@ -543,6 +543,10 @@ class ReferenceVenue:
         """The exchange's one collateral token."""
         return (self._static.collateral,)
 
+    async def markets(self, *, block: int | None = None) -> tuple[Market, ...]:
+        """Every market of the exchange (its lens lists them all), at `block`."""
+        return (await self.read(Watch(()), block=block)).snapshot.markets
+
     def symbol(self, market_id: str | int) -> str:
         mid = int(market_id)
         return self._static.symbols.get(mid, f"MARKET{mid}")

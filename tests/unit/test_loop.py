@@ -29,7 +29,7 @@ from keeper.loop import (
     history_from_journal,
 )
 from keeper.margin import Metric
-from keeper.model import Action, Scope, Severity, Snapshot, Token
+from keeper.model import Action, Market, Scope, Severity, Snapshot, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.units import TokenAmount
 from keeper.venues.base import ActionState, Execution, MinedTx, TxPlan, VenueRead, Watch
@@ -69,6 +69,9 @@ class StandInVenue:
 
     async def collateral_tokens(self) -> tuple[Token, ...]:
         return (USDC,)
+
+    async def markets(self, *, block: int | None = None) -> tuple[Market, ...]:
+        return ()
 
     async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
         raise AssertionError("nothing is built in these tests")

@@ -51,6 +51,8 @@ def test_top_up_withdraw_reduce_close_by_hand(
     out = capsys.readouterr().out
     assert "top_up on position" in out
     assert "simulated ok" in out
+    assert "margin ratio " in out
+    assert ", liquidation price " in out  # before -> after, beside gas and cost
     # funding accrued since the last change is settled into the collateral on every change
     collateral -= funding_settled(devnet, "MarginAdded")
     assert stored(devnet, key) == (size, collateral + 150 * USDC)
