@@ -136,6 +136,7 @@ class _Leg:
     rate: Decimal
     price_decimals: int
     size_decimals: int
+    c: Decimal = _ZERO  # collateral in the index token: its value moves with this leg's mark
 
     @property
     def long(self) -> bool:
@@ -145,8 +146,12 @@ class _Leg:
         return price - self.entry if self.long else self.entry - price
 
     def value(self) -> Decimal:
-        """This leg's contribution to equity: pnl - F0 - f q P."""
-        return self.q * self.unit_pnl(self.mark) - self.fees - self.f * self.q * self.mark
+        """This leg's contribution to equity: pnl - F0 - f q P (+ c P: collateral held in the
+        index token, whose value moves with the mark; the book's collateral holds the rest)."""
+        return (
+            self.q * self.unit_pnl(self.mark) - self.fees - self.f * self.q * self.mark
+            + self.c * self.mark
+        )  # fmt: skip
 
     def mm(self) -> Decimal:
         return self.m * self.q * (self.mark if self.basis is Basis.MARK else self.entry)
@@ -201,7 +206,7 @@ class _Book:
         round up for a long and down for a short. None when no crossing exists.
         """
         leg = self.legs[k]
-        b = leg.q * (_ONE - leg.f) if leg.long else -leg.q * (_ONE + leg.f)
+        b = (leg.q * (_ONE - leg.f) if leg.long else -leg.q * (_ONE + leg.f)) + leg.c
         d = leg.m * leg.q if leg.basis is Basis.MARK else _ZERO
         a = self.equity() - b * leg.mark
         c = self.mm() - d * leg.mark
@@ -244,6 +249,10 @@ class _Book:
         else:
             legs[k] = replace(leg, q=leg.q - dq, fees=_ZERO)
         return replace(self, collateral=collateral, legs=tuple(legs))
+
+    def held(self) -> Decimal:
+        """The collateral's value at the marks (the fixed part and what moves with a mark)."""
+        return self.collateral + sum((leg.c * leg.mark for leg in self.legs), _ZERO)
 
     def collateral_for_ratio(self, target: Decimal) -> Decimal:
         return max(target * self.notional() - self.equity(), _ZERO)
@@ -303,10 +312,18 @@ def _leg(position: Position, market: Market) -> _Leg:
 
 
 def _isolated(position: Position, market: Market) -> _Book:
+    """The position's book. Collateral held in the market's index token (GMX: WETH backing an
+    ETH long) is valued at the mark as the mark moves; its value now stays what the venue
+    said (`collateral_usd`)."""
     floor = market.min_collateral_usd
+    leg = _leg(position, market)
+    held = position.collateral_usd.value
+    if position.collateral_token.address == market.index_token.address:
+        leg = replace(leg, c=position.collateral.value)
+        held -= leg.c * leg.mark
     return _Book(
-        collateral=position.collateral_usd.value,
-        legs=(_leg(position, market),),
+        collateral=held,
+        legs=(leg,),
         usd_decimals=market.usd_decimals,
         strictness=market.strictness,
         floor=None if floor is None else floor.value,
@@ -503,7 +520,7 @@ def after_reduce(position: Position, market: Market, size_delta: TokenAmount) ->
     if not TokenAmount(0, size_delta.decimals) < size_delta < position.size:
         raise ValueError("size_delta must be positive and less than the position's size")
     book = _isolated(position, market).reduced(0, size_delta.value)
-    collateral_usd = _usd_floor(book.collateral, market.usd_decimals)
+    collateral_usd = _usd_floor(book.held(), market.usd_decimals)
     return replace(
         position,
         size=position.size - size_delta,

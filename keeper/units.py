@@ -15,7 +15,7 @@ toward minus infinity, `_ceil` toward plus infinity, `_exact` refuses to round);
 the direction that is conservative for the trader (equity down, requirements up).
 
 Ratios are plain `Decimal`, parsed from strings, never from floats. Arithmetic on them runs in
-`CONTEXT` (80 significant digits: 1e30-scaled products need more than the default 28).
+`CONTEXT` (120 significant digits: 1e30-scaled products need more than the default 28).
 `EXACT` is the same context with `Inexact` trapped, for sums and products that must not round.
 """
 
@@ -50,7 +50,7 @@ __all__ = [
     "sub_floor",
 ]
 
-PRECISION = 80
+PRECISION = 120
 """Significant digits for ratio arithmetic."""
 
 MAX_DECIMALS = 77
@@ -61,7 +61,7 @@ CONTEXT = Context(
     rounding=ROUND_HALF_EVEN,
     traps=[InvalidOperation, DivisionByZero, Overflow],
 )
-"""The context for ratio arithmetic: 80 digits, half-even, invalid operations raise."""
+"""The context for ratio arithmetic: 120 digits, half-even, invalid operations raise."""
 
 EXACT = Context(
     prec=PRECISION,
@@ -91,17 +91,17 @@ def parse_decimal(value: str | int | Decimal, *, name: str = "value") -> Decimal
 
 
 def div_floor(numerator: Decimal, denominator: Decimal) -> Decimal:
-    """numerator / denominator to 80 significant digits, rounded toward minus infinity."""
+    """numerator / denominator to 120 significant digits, rounded toward minus infinity."""
     return _FLOOR.divide(numerator, denominator)
 
 
 def div_ceil(numerator: Decimal, denominator: Decimal) -> Decimal:
-    """numerator / denominator to 80 significant digits, rounded toward plus infinity."""
+    """numerator / denominator to 120 significant digits, rounded toward plus infinity."""
     return _CEIL.divide(numerator, denominator)
 
 
 def sub_floor(minuend: Decimal, subtrahend: Decimal) -> Decimal:
-    """minuend - subtrahend to 80 significant digits, rounded toward minus infinity."""
+    """minuend - subtrahend to 120 significant digits, rounded toward minus infinity."""
     return _FLOOR.subtract(minuend, subtrahend)
 
 
@@ -327,7 +327,7 @@ class Price(_Fixed):
         return cls(raw, 30 - token_decimals)
 
     def times(self, tokens: Decimal) -> Decimal:
-        """tokens * price in whole USD, exactly (raises decimal.Inexact past 80 digits)."""
+        """tokens * price in whole USD, exactly (raises decimal.Inexact past 120 digits)."""
         return EXACT.multiply(tokens, self.value)
 
     def positive_value(self) -> Decimal:

@@ -534,6 +534,7 @@ class RawPositionInfo:
     price_impact_usd: int
     total_impact_usd: int
     base_pnl_usd: int
+    price_impact_diff_usd: int = 0  # what Reader cut off total_impact_usd at its own cap
 
     @classmethod
     def decode(cls, data: bytes) -> RawPositionInfo:
@@ -551,6 +552,7 @@ class RawPositionInfo:
             price_impact_usd=int(execution[0]),
             total_impact_usd=int(execution[4]),
             base_pnl_usd=int(base_pnl),
+            price_impact_diff_usd=int(execution[5]),
         )
 
     @property
@@ -666,9 +668,13 @@ def map_position(
     entry = entry_price(raw.size_in_usd, raw.size_in_tokens, index.decimals, raw.is_long)
     q = Decimal(raw.size_in_tokens).scaleb(-index.decimals, CONTEXT)
     move = CONTEXT.subtract(market.mark_price.value, entry.value)
-    model_pnl = CONTEXT.multiply(q, move if raw.is_long else -move)
+    model_pnl = CONTEXT.multiply(q, move if raw.is_long else CONTEXT.minus(move))
+    # Reader floors totalImpactUsd at MAX_POSITION_IMPACT_FACTOR (the excess is in
+    # priceImpactDiffUsd); the liquidation test floors the uncapped impact at its own factor
     impact = capped_price_impact(
-        info.total_impact_usd, raw.size_in_usd, params.max_impact_factor_for_liquidations
+        info.total_impact_usd - info.price_impact_diff_usd,
+        raw.size_in_usd,
+        params.max_impact_factor_for_liquidations,
     )
     gmx_side = info.base_pnl_usd + impact - info.total_cost_usd  # what GMX adds to collateral
     fees_value = CONTEXT.subtract(model_pnl, Decimal(gmx_side).scaleb(-30, CONTEXT))

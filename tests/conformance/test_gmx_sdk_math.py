@@ -22,10 +22,9 @@ precision, the SDK truncating and the adapter rounding against the trader. Net v
 after fees are compared once the closing impact the SDK counts is replaced by the one GMX's
 liquidation test counts, and must then agree to the unit (1e-30 USD).
 
-Cases that fail until the adapter changes are marked xfail(strict=True) with the change in
-their reason: collateral that is the index token (the model keeps its value fixed), a short's
-equity (a rounding in map_position), Reader's capped totalImpactUsd, and collateral factors
-with many significant digits (keeper.margin's exact context).
+Collateral the SDK counts as the index token without being it (WBTC for the synthetic BTC
+index) is marked xfail(strict=True): the adapter moves only the index token itself with the
+price.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, Inexact
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -464,6 +463,15 @@ class Row:
         return bool(self.sdk["collateralIsIndex"])
 
     @property
+    def collateral_kind(self) -> str:
+        """ "index" (the index token itself), "equivalent" (one the SDK counts as it), or
+        "other"."""
+        if not self.collateral_is_index:
+            return "other"
+        same = self.case.collateral.address == self.case.market.index.address
+        return "index" if same else "equivalent"
+
+    @property
     def offset(self) -> int:
         """The adapter's mark minus the SDK's liquidation price side: mid - min for a long,
         mid - max for a short (raw units)."""
@@ -547,6 +555,7 @@ def reader_info(case: Case, sdk: Mapping[str, Any]) -> RawPositionInfo:
         price_impact_usd=int(sdk["closePriceImpactDeltaUsd"]),
         total_impact_usd=int(sdk["netPriceImpactDeltaUsd"]) + int(sdk["priceImpactDiffUsd"]),
         base_pnl_usd=int(sdk["pnl"]),
+        price_impact_diff_usd=int(sdk["priceImpactDiffUsd"]),
     )
 
 
@@ -630,29 +639,12 @@ def rows(gmx_sdk: Sdk, sdk_results: list[tuple[Case, Mapping[str, Any]]]) -> lis
 # --- comparisons -------------------------------------------------------------------------------
 
 SIDES = ("long", "short")
-COLLATERALS = ("other", "index")
-INDEX_COLLATERAL_REASON = (
-    "the adapter's model holds collateral_usd fixed as the mark moves; when the collateral is "
-    "the index token (WETH in ETH/USD, WBTC in BTC/USD) its value moves with the price, which "
-    "getLiquidationPrice (and GMX's liquidation) counts: for a position not yet liquidatable, "
-    "a long's true liquidation price is above the adapter's (the adapter is not conservative) "
-    "and a short's is above it too (conservative). The model needs the collateral's units in "
-    "the equity's slope (keeper.margin _Book.crossing: b = q + c for a long, -q + c for a "
-    "short), flagged by map_position when the collateral is the index token or its GMX "
-    "equivalent"
-)
-SHORT_PNL_REASON = (
-    "map_position computes a short's pnl at the mark as q * -move, and unary minus rounds move "
-    "to the default decimal context (28 digits): the fees derived from it miss GMX's remaining "
-    "collateral by up to about 1e-28 of q * move, so a short's equity is not GMX's to the "
-    "unit; CONTEXT.minus(move) (or CONTEXT.subtract(entry, mark)) keeps it exact"
-)
-READER_CAP_REASON = (
-    "map_position caps Reader's totalImpactUsd, which the Reader has already floored at "
-    "-size * MAX_POSITION_IMPACT_FACTOR (the excess is in priceImpactDiffUsd); "
-    "PositionUtils.isPositionLiquidatable floors the uncapped impact only at "
-    "-size * MAX_POSITION_IMPACT_FACTOR_FOR_LIQUIDATIONS, so where that floor is lower the "
-    "adapter counts less cost than GMX: use totalImpactUsd - priceImpactDiffUsd"
+COLLATERALS = ("other", "index", "equivalent")
+EQUIVALENT_REASON = (
+    "collateral the SDK counts as the index token without being it (WBTC backing the "
+    "synthetic BTC index: getIsEquivalentTokens): its value moves with the price, but the "
+    "adapter recognises only the index token itself (the same address) as moving collateral; "
+    "it would need GMX's token equivalences per chain (the SDK's tokens config)"
 )
 
 
@@ -661,7 +653,7 @@ def _select(rows: Iterable[Row], side: str, collateral: str) -> list[Row]:
         r
         for r in rows
         if r.case.is_long == (side == "long")
-        and r.collateral_is_index == (collateral == "index")
+        and r.collateral_kind == collateral
         and not r.reader_capped_impact
     ]
 
@@ -684,12 +676,8 @@ def _categories(
     return out
 
 
-def _index_collateral(side: str, collateral: str) -> str | None:
-    return INDEX_COLLATERAL_REASON if collateral == "index" else None
-
-
-def _short(side: str, collateral: str) -> str | None:
-    return SHORT_PNL_REASON if side == "short" else None
+def _equivalent(side: str, collateral: str) -> str | None:
+    return EQUIVALENT_REASON if collateral == "equivalent" else None
 
 
 def _record(title: str, lines: Sequence[str]) -> None:
@@ -776,7 +764,16 @@ def _compare_liquidation(
     stats = LiquidationStats()
     for r in rows:
         q, mark = r.case.size_in_tokens, r.case.index_price.mid
-        base = -(r.shift // q) if r.case.is_long else r.shift // q
+        # collateral in the index token moves with the price: equity's slope is q + c for a
+        # long, q - c (in size) for a short, so a USD shift moves the price by shift / slope
+        c = r.case.collateral_amount if r.collateral_kind == "index" else 0
+        slope = q + c if r.case.is_long else q - c
+        base = -(r.shift // slope) if r.case.is_long else r.shift // slope
+        # the SDK values index collateral at the price its pnl uses (min for a long, max for
+        # a short), the adapter at the collateral's min price as GMX's Reader: a spread of
+        # the price between them, times c / slope, moves the crossing
+        spread = r.case.index_price.max - r.case.index_price.min
+        allowed = 1 + (spread * c) // slope + 1 if c else 1
         for cause, usd in (
             ("pnl cap", r.pnl_cap),
             ("closing fee factor", r.fee_factor_gap),
@@ -790,12 +787,12 @@ def _compare_liquidation(
             continue
         if sdk is None:
             assert adapter is not None
-            delta, ok = adapter - r.offset, adapter - r.offset <= base + 1
+            delta, ok = adapter - r.offset, adapter - r.offset <= base + allowed
         elif adapter is None:
-            delta, ok = -sdk - r.offset, -sdk - r.offset >= base - 1
+            delta, ok = -sdk - r.offset, -sdk - r.offset >= base - allowed
         else:
             delta = adapter - r.offset - sdk
-            ok = abs(delta - base) <= 1
+            ok = abs(delta - base) <= allowed
         residual = delta - base
         pick = r.case.index_price.min if r.case.is_long else r.case.index_price.max
         if sdk is not None and (sdk < pick if r.case.is_long else sdk > pick):
@@ -816,7 +813,7 @@ def _compare_liquidation(
             stats.failures.append(
                 f"case {r.case.id} ({r.case.market.name} {side}, collateral "
                 f"{r.case.collateral.symbol}): adapter {adapter} raw (offset {r.offset}), SDK "
-                f"{sdk} raw, difference {delta}, allowed {base} +- 1"
+                f"{sdk} raw, difference {delta}, allowed {base} +- {allowed}"
             )
     return stats
 
@@ -835,7 +832,7 @@ def _liquidation_lines(stats: LiquidationStats) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(("side", "collateral"), _categories(_index_collateral))
+@pytest.mark.parametrize(("side", "collateral"), _categories(_equivalent))
 @pytest.mark.parametrize(
     "impact",
     [pytest.param("reader", id="closing-impact"), pytest.param("max", id="max-impact")],
@@ -934,7 +931,7 @@ def _compare_remaining(
     _report(failures, len(rows), title)
 
 
-@pytest.mark.parametrize(("side", "collateral"), _categories(_short))
+@pytest.mark.parametrize(("side", "collateral"), _categories())
 def test_net_value(rows: list[Row], side: str, collateral: str) -> None:
     """margin.equity (GMX's remaining collateral) against getPositionNetValue, translated as
     `_equity_expected` says, and collateral_usd against the SDK's collateralUsd."""
@@ -947,7 +944,7 @@ def test_net_value(rows: list[Row], side: str, collateral: str) -> None:
     )
 
 
-@pytest.mark.parametrize(("side", "collateral"), _categories(_short))
+@pytest.mark.parametrize(("side", "collateral"), _categories())
 def test_pnl_after_fees(rows: list[Row], side: str, collateral: str) -> None:
     """equity - collateral_usd against getPositionPnlAfterFees, translated as for net value."""
     _compare_remaining(
@@ -1031,7 +1028,6 @@ def test_pnl(rows: list[Row], side: str, collateral: str) -> None:
     _report(failures, len(selected), f"pnl ({side}, {collateral} collateral)")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=READER_CAP_REASON)
 @pytest.mark.parametrize("quantity", ["liquidation-price", "net-value"])
 def test_reader_capped_impact(rows: list[Row], quantity: str) -> None:
     """Where Reader's cap on totalImpactUsd is above the liquidation test's floor, the
@@ -1063,17 +1059,6 @@ def test_reader_capped_impact(rows: list[Row], quantity: str) -> None:
     _report(failures, len(selected), "equity where the Reader capped the impact")
 
 
-MANY_DIGITS_REASON = (
-    "keeper.margin computes in the EXACT decimal context (80 significant digits, Inexact "
-    "trapped); the maintenance margin m * q * entry needs more once the collateral factor has "
-    "some 20 significant digits or more, the entry price alone carrying up to 48 "
-    "(30 - token decimals + 18 extra): liquidation_price raises decimal.Inexact. A factor "
-    "below 1e30 has at most 30 digits, so a precision of 120 (units.PRECISION) covers GMX's "
-    "sizes; or map_market could round the maintenance rate up to a few digits"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=Inexact, reason=MANY_DIGITS_REASON)
 def test_collateral_factor_with_many_digits(
     sdk_results: list[tuple[Case, Mapping[str, Any]]],
 ) -> None:
