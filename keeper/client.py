@@ -37,7 +37,7 @@ from keeper.chain.blocks import BlockStream
 from keeper.chain.jsonrpc import JsonRpc
 from keeper.chain.rpc import FailoverRpc
 from keeper.chain.web3rpc import Web3Rpc
-from keeper.config import MULTICALL3, load
+from keeper.config import load
 from keeper.journal import Journal
 from keeper.loop import Keeper, LoopSettings, NoEvents, TickReport
 from keeper.manual import ManualError, Plan, execute, prepare
@@ -374,7 +374,7 @@ async def connect(
     journal: str | os.PathLike[str] | None = None,
     budget_token: str | None = None,
     chain_id: int | None = None,
-    multicall: str = MULTICALL3,
+    multicall: str | None = None,
     max_fee_gwei: Decimal | int | str = 100,
     transport: str = "aiohttp",
 ) -> Client:
@@ -388,7 +388,9 @@ async def connect(
     for its own positions; with it, `journal` (default keeper-journal.sqlite) records every
     action, shared with any `keeper run` using the same file. `budget_token` names the token
     the wallet pays top-ups in (needed where positions hold several). `chain_id`, when given,
-    must be the endpoints'. `max_fee_gwei` caps what a transaction offers per gas.
+    must be the endpoints'. `multicall` is the Multicall3 to batch through (default: a GMX
+    preset's own, else the canonical 0xcA11...). `max_fee_gwei` caps what a transaction offers
+    per gas.
     """
     owns = True
     if isinstance(source, AsyncWeb3):

@@ -41,6 +41,9 @@ KNOWN_CHAINS: Final[Mapping[int, tuple[str, str]]] = {
     8453: ("base", "op"),
     42161: ("arbitrum", "arbitrum"),
     43114: ("avalanche", "plain"),
+    43113: ("avalanche-fuji", "plain"),
+    421614: ("arbitrum-sepolia", "arbitrum"),
+    3637: ("botanix", "plain"),
     31337: ("anvil", "plain"),
     1337: ("devnet", "plain"),
 }
@@ -48,7 +51,7 @@ CHAIN_KINDS: Final = ("plain", "op", "arbitrum")
 HTTP_TRANSPORTS: Final = ("aiohttp", "web3")
 DEFAULT_TRANSPORT: Final = "aiohttp"
 VENUE_KINDS: Final = ("reference", "gmx")
-GMX_PRESETS: Final = ("arbitrum", "avalanche")
+GMX_PRESETS: Final = ("arbitrum", "avalanche", "botanix", "avalanche-fuji", "arbitrum-sepolia")
 GMX_ADDRESS_KEYS: Final = (
     "data_store",
     "reader",
@@ -100,7 +103,7 @@ class ChainConfig:
     poll_interval_s: Decimal
     replace_after_blocks: int
     receipt_timeout_s: int
-    multicall: str
+    multicall: str | None  # None: the venue's own (a GMX preset's), else the canonical one
     sequencer_uptime_feed: str | None
     sequencer_grace_s: int
     transport: str = "aiohttp"  # HTTP endpoints: our aiohttp client, or web3's provider
@@ -461,7 +464,7 @@ def _chain(r: _Reader, data: Mapping[str, Any], base: Path) -> ChainConfig | Non
         r.fail(f"{p}.poll_interval_s", f"expected a number of seconds > 0, got {poll}")
     replace = r.positive(r.get(t, "replace_after_blocks", p, int, 3), f"{p}.replace_after_blocks")
     timeout = r.positive(r.get(t, "receipt_timeout_s", p, int, 120), f"{p}.receipt_timeout_s")
-    multicall = r.address(t.get("multicall", MULTICALL3), f"{p}.multicall")
+    multicall = r.address(t["multicall"], f"{p}.multicall") if "multicall" in t else None
     feed = t.get("sequencer_uptime_feed")
     sequencer = r.address(feed, f"{p}.sequencer_uptime_feed") if feed is not None else None
     grace = r.positive(
@@ -477,9 +480,8 @@ def _chain(r: _Reader, data: Mapping[str, Any], base: Path) -> ChainConfig | Non
         poll,
         replace,
         timeout,
-        multicall,
         grace,
-    ):
+    ) or ("multicall" in t and multicall is None):
         return None
     if not rpc or len(rpc) != len(raw_rpc or []):
         return None
@@ -496,7 +498,7 @@ def _chain(r: _Reader, data: Mapping[str, Any], base: Path) -> ChainConfig | Non
         poll_interval_s=poll or Decimal(1),
         replace_after_blocks=replace or 1,
         receipt_timeout_s=timeout or 1,
-        multicall=multicall or MULTICALL3,
+        multicall=multicall,
         sequencer_uptime_feed=sequencer,
         sequencer_grace_s=grace or 0,
         transport=transport or DEFAULT_TRANSPORT,
@@ -528,7 +530,9 @@ def _venue(r: _Reader, data: Mapping[str, Any]) -> VenueConfig | None:
             if ok:
                 addresses[name] = ok
         elif preset is None:
-            r.fail(f"{p}.{name}", "missing; give the address, or a preset (arbitrum, avalanche)")
+            r.fail(
+                f"{p}.{name}", f"missing; give the address, or a preset ({', '.join(GMX_PRESETS)})"
+            )
     return VenueConfig(kind=kind, addresses=addresses, preset=preset)
 
 

@@ -14,6 +14,7 @@ from typing import Self
 
 from keeper.alerts import Alerter, AlerterSettings, SinkSettings
 from keeper.chain.blocks import BlockStream
+from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
 from keeper.config import Config, ConfigError, Problem
 from keeper.journal import Journal
@@ -113,7 +114,7 @@ async def open_venue(
     addresses: Mapping[str, str],
     preset: str | None,
     chain_id: int,
-    multicall: str,
+    multicall: str | None,
 ) -> Venue:
     """A venue adapter by kind: "reference" (addresses exchange and lens) or "gmx" (a preset,
     or every address of a GmxDeployment; with a preset, the addresses given replace its)."""
@@ -122,17 +123,23 @@ async def open_venue(
         if missing:
             raise VenueError(f"reference venue: missing address(es) {sorted(missing)}")
         return await ReferenceVenue.connect(
-            rpc, exchange=addresses["exchange"], lens=addresses["lens"], multicall=multicall
+            rpc,
+            exchange=addresses["exchange"],
+            lens=addresses["lens"],
+            multicall=multicall or MULTICALL3_ADDRESS,
         )
     if kind == "gmx":
         overrides = dict(addresses)
         deployment: GmxDeployment | str
         if preset is not None:
             deployment = preset
-            overrides["multicall"] = multicall
+            if multicall is not None:
+                overrides["multicall"] = multicall
         else:
             try:
-                deployment = GmxDeployment(chain_id=chain_id, multicall=multicall, **overrides)
+                deployment = GmxDeployment(
+                    chain_id=chain_id, multicall=multicall or MULTICALL3_ADDRESS, **overrides
+                )
             except TypeError as exc:
                 raise VenueError(f"gmx venue: {exc}") from None
             overrides = {}

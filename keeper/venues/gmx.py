@@ -113,7 +113,10 @@ from keeper.venues.gmx_math import (
 
 __all__ = [
     "ARBITRUM",
+    "ARBITRUM_SEPOLIA",
     "AVALANCHE",
+    "AVALANCHE_FUJI",
+    "BOTANIX",
     "NAME",
     "PRESETS",
     "ChainlinkPriceSource",
@@ -308,7 +311,54 @@ AVALANCHE = GmxDeployment(
     event_emitter="0xDb17B211c34240B014ab6d61d4A31FA0C0e20c26",
     api_url="https://avalanche-api.gmxinfra.io",
 )
-PRESETS: Mapping[str, GmxDeployment] = {"arbitrum": ARBITRUM, "avalanche": AVALANCHE}
+# Chains GMX's SDK (@gmx-io/sdk 1.4.0, configs/contracts) lists with the same contracts;
+# RoleStore from gmx-synthetics' deployments; each with GMX's own Multicall3 there.
+BOTANIX = GmxDeployment(
+    chain_id=3637,
+    data_store="0xA23B81a89Ab9D7D89fF8fc1b5d8508fB75Cc094d",
+    reader="0x922766ca6234cD49A483b5ee8D86cA3590D0Fb0E",
+    exchange_router="0xBCB5eA3a84886Ce45FBBf09eBF0e883071cB2Dc8",
+    router="0x3d472afcd66F954Fe4909EEcDd5c940e9a99290c",
+    order_vault="0xe52B3700D17B45dE9de7205DEe4685B4B9EC612D",
+    role_store="0x51Aa17ca59E9e9C3cEc3c3c05c2B35f473b35D39",
+    referral_storage=ZERO_ADDRESS,  # GMX runs Botanix without one (its referral code allows it)
+    event_emitter="0xAf2E131d483cedE068e21a9228aD91E623a989C2",
+    multicall="0x4BaA24f93a657f0c1b4A0Ffc72B91011E35cA46b",
+    api_url="https://botanix-api.gmxinfra.io",
+)
+AVALANCHE_FUJI = GmxDeployment(
+    chain_id=43113,
+    data_store="0xEA1BFb4Ea9A412dCCd63454AbC127431eBB0F0d4",
+    reader="0xf82Cc6EB57F8FF86bc5c5e90B8BA83DbBFB517eE",
+    exchange_router="0x0a458C96Ac0B2a130DA4BdF1aAdD4cb7Be036d11",
+    router="0x5e7d61e4C52123ADF651961e4833aCc349b61491",
+    order_vault="0x25D23e8E655727F2687CC808BB9589525A6F599B",
+    role_store="0x19a8085537078e7847a332A76ABaDD5b02B1e736",
+    referral_storage="0x192e82A18a4ab446dD9968f055431b60640B155D",
+    event_emitter="0xc67D98AC5803aFD776958622CeEE332A0B2CabB9",
+    multicall="0x966D1F5c54a714C6443205F0Ec49eEF81F10fdfD",
+    api_url="https://synthetics-api-avax-fuji-upovm.ondigitalocean.app",
+)
+ARBITRUM_SEPOLIA = GmxDeployment(
+    chain_id=421614,
+    data_store="0xCF4c2C4c53157BcC01A596e3788fFF69cBBCD201",
+    reader="0x4750376b9378294138Cf7B7D69a2d243f4940f71",
+    exchange_router="0xEd50B2A1eF0C35DAaF08Da6486971180237909c3",
+    router="0x72F13a44C8ba16a678CAD549F17bc9e06d2B8bD2",
+    order_vault="0x1b8AC606de71686fd2a1AEDEcb6E0EFba28909a2",
+    role_store="0x433E3C47885b929aEcE4149E3c835E565a20D95c",
+    referral_storage="0xBbCdA58c228Bb29B5769778181c81Ac8aC546c11",
+    event_emitter="0xa973c2692C1556E1a3d478e745e9a75624AEDc73",
+    multicall="0xD84793ae65842fFac5C20Ab8eaBD699ea1FC79F3",
+    api_url="https://dolphin-app-a2dup.ondigitalocean.app",
+)
+PRESETS: Mapping[str, GmxDeployment] = {
+    "arbitrum": ARBITRUM,
+    "avalanche": AVALANCHE,
+    "botanix": BOTANIX,
+    "avalanche-fuji": AVALANCHE_FUJI,
+    "arbitrum-sepolia": ARBITRUM_SEPOLIA,
+}
 
 
 # --- prices ----------------------------------------------------------------------------------

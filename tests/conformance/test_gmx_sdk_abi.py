@@ -198,13 +198,14 @@ PRESET_FIELDS = [
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_preset_chain_is_in_sdk(preset: str, sdk_dump: SdkDump) -> None:
-    """Each preset's chain is one of the SDK's production chains, under the preset's name."""
+    """Each preset's chain is one the SDK has contracts for, under the preset's name."""
     chain_id = PRESETS[preset].chain_id
-    assert chain_id in sdk_dump.contracts_chain_ids, (
-        f"preset {preset}: chain {chain_id} is not one of the SDK's production chains "
-        f"{sdk_dump.contracts_chain_ids}"
+    assert chain_id in sdk_dump.contracts, (
+        f"preset {preset}: the SDK has no contracts for chain {chain_id} "
+        f"(it has {sorted(sdk_dump.contracts)})"
     )
-    assert sdk_dump.chain_names.get(chain_id, "").lower() == preset, (
+    name = sdk_dump.chain_names.get(chain_id, "").lower().replace(" ", "-")
+    assert name == preset, (
         f"preset {preset}: the SDK names chain {chain_id} {sdk_dump.chain_names.get(chain_id)!r}"
     )
 
@@ -222,7 +223,6 @@ def test_preset_address_matches_sdk(preset: str, field: str, sdk_dump: SdkDump) 
     assert theirs is not None, (
         f"{preset}.{field}: the SDK lists no {key} for chain {deployment.chain_id}"
     )
-    assert theirs.lower() != ZERO_ADDRESS, f"{preset}.{field}: the SDK's {key} is the zero address"
     assert ours.lower() == theirs.lower(), (
         f"{preset}.{field}: the adapter has {ours}, the SDK's {key} for chain "
         f"{deployment.chain_id} is {theirs}"
@@ -241,8 +241,8 @@ def test_preset_api_url_matches_sdk(preset: str, sdk_dump: SdkDump) -> None:
 
 
 def test_sdk_chains_without_a_preset(sdk_dump: SdkDump) -> None:
-    """Chains whose SDK config has every contract of ADDRESS_FIELDS but no adapter preset: their
-    addresses must be 20-byte hex; they are listed in the summary (zero addresses named)."""
+    """No chain whose SDK config has every contract of ADDRESS_FIELDS lacks a preset (those found
+    are listed in the summary, their addresses checked as 20-byte hex)."""
     preset_chains = {d.chain_id for d in PRESETS.values()}
     lines = []
     for chain_id, config in sorted(sdk_dump.contracts.items()):
@@ -262,4 +262,4 @@ def test_sdk_chains_without_a_preset(sdk_dump: SdkDump) -> None:
         if zero:
             lines.append(f"  zero address in the SDK: {', '.join(zero)}")
     SUMMARY["SDK chains with the adapter's contracts and no preset"] = lines
-    assert lines, "the SDK lists no chain beyond the presets"
+    assert not lines, "the SDK lists chains with the adapter's contracts and no preset"
