@@ -1,4 +1,4 @@
-"""Write keeper/abis/<Contract>.json from the forge build of contracts/src.
+"""Write abis/<Contract>.json from the forge build of contracts/src.
 
 Usage: python scripts/export_abis.py [--check]
   --check  compare instead of writing; exit 1 and name the files that differ.
@@ -19,7 +19,7 @@ _DECLARES_CONTRACT = re.compile(r"^\s*(abstract\s+)?(contract|interface|library)
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "contracts" / "src"
 OUT = ROOT / "contracts" / "out"
-ABIS = ROOT / "keeper" / "abis"
+ABIS = ROOT / "abis"
 
 
 def exported(out_dir: Path = OUT, src_dir: Path = SRC) -> dict[str, str]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         differ = sorted(n for n in want.keys() | have.keys() if want.get(n) != have.get(n))
         for name in differ:
-            print(f"keeper/abis/{name} differs from the build", file=sys.stderr)
+            print(f"abis/{name} differs from the build", file=sys.stderr)
         if differ:
             print("run: python scripts/export_abis.py", file=sys.stderr)
         return 1 if differ else 0
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         (ABIS / name).unlink()
     for name, text in want.items():
         (ABIS / name).write_text(text)
-    print(f"wrote {len(want)} files to keeper/abis")
+    print(f"wrote {len(want)} files to abis")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""keeper/abis/ must be exactly what a fresh build of contracts/ exports."""
+"""abis/ must be exactly what a fresh build of contracts/ exports."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_committed_abis_match_a_fresh_build(tmp_path: Path) -> None:
     )
     assert build.returncode == 0, build.stderr + build.stdout
     want = _export_module().exported(out_dir=out)
-    have = {p.name: p.read_text() for p in (ROOT / "keeper" / "abis").glob("*.json")}
+    have = {p.name: p.read_text() for p in (ROOT / "abis").glob("*.json")}
     assert want, "the build exported no contracts"
     differ = sorted(n for n in want.keys() | have.keys() if want.get(n) != have.get(n))
-    assert not differ, f"keeper/abis differs from the build in {differ}: run scripts/export_abis.py"
+    assert not differ, f"abis differs from the build in {differ}: run scripts/export_abis.py"

@@ -2,7 +2,7 @@
 
 `decode_revert(data)` turns the bytes a reverted call returned into a `RevertReason` with the
 error's name, its arguments and a one-line `message`. Custom errors are looked up by selector
-in every ABI under keeper/abis plus any the caller adds (venue adapters pass their own).
+in every ABI under abis plus any the caller adds (venue adapters pass their own).
 `revert_data(exc)` digs the revert bytes out of the error a node sent back for an eth_call or
 eth_estimateGas (nodes put it in `data`, in `data.data`, or only in the message).
 """
@@ -111,7 +111,7 @@ def errors_of(entries: Iterable[Mapping[str, Any]]) -> list[CustomError]:
 
 @cache
 def shipped_errors() -> Mapping[bytes, CustomError]:
-    """Custom errors of every ABI shipped in keeper/abis, by selector."""
+    """Custom errors of every ABI shipped in abis, by selector."""
     table: dict[bytes, CustomError] = {}
     for path in resources.files("keeper.abis").iterdir():
         if not path.name.endswith(".json"):

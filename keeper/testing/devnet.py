@@ -1,6 +1,6 @@
 """The reference exchange deployed on a chain, and the moves tests and demos make on it.
 
-`deploy(url)` deploys from keeper/abis (no forge needed): TestUSDC, one PriceFeed per market,
+`deploy(url)` deploys from abis (no forge needed): TestUSDC, one PriceFeed per market,
 PerpExchange with its markets, PerpLens and Multicall3; an LP seeds the pool and the traders
 get USDC and an exchange allowance. Every transaction is signed locally with one of Anvil's
 public dev keys and sent raw. `DevChain` then opens positions, moves prices, mines blocks and

@@ -75,7 +75,7 @@ class ContractFn:
 
     @classmethod
     def of(cls, contract: str, name: str) -> Self:
-        """Function `name` of the ABI shipped in keeper/abis for `contract`."""
+        """Function `name` of the ABI shipped in abis for `contract`."""
         return cls.from_abi(contract, name, abi(contract))
 
     def encode(self, *args: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""The GMX v2 adapter (gmx-synthetics; ABIs in keeper/abis/gmx/, commit in its README).
+"""The GMX v2 adapter (gmx-synthetics; ABIs in abis/gmx/, commit in its README).
 
 Units: USD and factors at 1e30; prices in USD (1e30) per smallest token unit, which is
 `Price.gmx(raw, token_decimals)`. GMX executes orders later at oracle prices, so reads use the
@@ -203,17 +203,17 @@ def funding_key(market: str) -> bytes:
 
 @cache
 def gmx_abi(name: str) -> list[dict[str, Any]]:
-    """One of the hand-written GMX ABI fragments in keeper/abis/gmx/ (e.g. "Reader")."""
+    """One of the hand-written GMX ABI fragments in abis/gmx/ (e.g. "Reader")."""
     path = resources.files("keeper.abis").joinpath("gmx").joinpath(f"{name}.json")
     if not path.is_file():
-        raise LookupError(f"no GMX ABI named {name!r} in keeper/abis/gmx")
+        raise LookupError(f"no GMX ABI named {name!r} in abis/gmx")
     entries: list[dict[str, Any]] = json.loads(path.read_text())["abi"]
     return entries
 
 
 @dataclass(frozen=True, slots=True)
 class GmxFn(ContractFn):
-    """One function of a GMX ABI fragment (keeper/abis/gmx), or of a shipped ABI."""
+    """One function of a GMX ABI fragment (abis/gmx), or of a shipped ABI."""
 
     @classmethod
     def of(cls, contract: str, name: str, *, shipped: bool = False) -> Self:

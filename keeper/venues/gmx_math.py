@@ -1,6 +1,6 @@
 """GMX v2 arithmetic as pure functions: DataStore keys, the liquidation test, execution fees.
 
-Everything here mirrors gmx-synthetics (the commit named in keeper/abis/gmx/README.md) and does
+Everything here mirrors gmx-synthetics (the commit named in abis/gmx/README.md) and does
 no I/O, so it is unit-tested on its own. Values are GMX's raw integers: USD and factors at 1e30
 (FLOAT_PRECISION), token amounts in the token's smallest unit, prices in USD (1e30) per smallest
 unit of the token.

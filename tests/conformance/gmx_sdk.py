@@ -75,7 +75,7 @@ SDK_ABI_OF: Mapping[str, str | None] = {
     "RoleStore": None,
     "Router": "SyntheticsRouter",  # the SDK's "Router" is GMX v1's
 }
-"""Each adapter ABI fragment (keeper/abis/gmx/<name>.json) -> the SDK ABI it is compared with;
+"""Each adapter ABI fragment (abis/gmx/<name>.json) -> the SDK ABI it is compared with;
 None: the SDK ships no ABI for that contract."""
 
 ERRORS_ABI = "CustomErrors"
@@ -254,7 +254,7 @@ ADAPTER_ABI_NAMES: tuple[str, ...] = tuple(
         if p.name.endswith(".json")
     )
 )
-"""The adapter's GMX ABI fragments, by file name (keeper/abis/gmx/*.json)."""
+"""The adapter's GMX ABI fragments, by file name (abis/gmx/*.json)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +272,7 @@ class AbiItem:
 
 
 def adapter_items() -> list[AbiItem]:
-    """Every function, event and error in keeper/abis/gmx/*.json."""
+    """Every function, event and error in abis/gmx/*.json."""
     return [
         AbiItem(contract, str(e["type"]), str(e["name"]), e)
         for contract in ADAPTER_ABI_NAMES

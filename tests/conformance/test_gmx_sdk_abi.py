@@ -1,4 +1,4 @@
-"""The adapter's GMX ABI fragments (keeper/abis/gmx/*.json) and deployment presets
+"""The adapter's GMX ABI fragments (abis/gmx/*.json) and deployment presets
 (keeper/venues/gmx.py) against GMX's own SDK, `@gmx-io/sdk` at the version scripts/bootstrap
 installs: every function, event, error and struct the adapter uses, and every preset address."""
 
@@ -79,9 +79,9 @@ def _sdk_entries(dump: SdkDump, item: AbiItem) -> tuple[list[str], list[Mapping[
 
 
 def test_every_adapter_abi_is_mapped_to_the_sdk() -> None:
-    """Each fragment in keeper/abis/gmx has an entry in SDK_ABI_OF (an SDK ABI, or None)."""
+    """Each fragment in abis/gmx has an entry in SDK_ABI_OF (an SDK ABI, or None)."""
     assert sorted(SDK_ABI_OF) == list(ADAPTER_ABI_NAMES), (
-        f"keeper/abis/gmx has {list(ADAPTER_ABI_NAMES)}; "
+        f"abis/gmx has {list(ADAPTER_ABI_NAMES)}; "
         f"tests/conformance/gmx_sdk.py SDK_ABI_OF maps {sorted(SDK_ABI_OF)}"
     )
 

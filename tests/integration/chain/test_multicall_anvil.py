@@ -116,7 +116,7 @@ async def test_project_multicall3_at_another_address(anvil_snapshot: Anvil) -> N
     try:
         creation = bytecode("Multicall3")
     except AbiNotFoundError:
-        pytest.skip("keeper/abis/Multicall3.json is not there yet (contracts/ in progress)")
+        pytest.skip("abis/Multicall3.json is not there yet (contracts/ in progress)")
     tx_hash = anvil_snapshot.rpc(
         "eth_sendTransaction", {"from": DEV_ADDRESS, "data": creation, "gas": hex(5_000_000)}
     )

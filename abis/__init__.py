@@ -21,7 +21,7 @@ class AbiNotFoundError(LookupError):
 def _load(name: str) -> dict[str, Any]:
     path = resources.files(__package__).joinpath(f"{name}.json")
     if not path.is_file():
-        raise AbiNotFoundError(f"no ABI named {name!r} in keeper/abis")
+        raise AbiNotFoundError(f"no ABI named {name!r} in abis")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
