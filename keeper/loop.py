@@ -88,7 +88,8 @@ class NoEvents:
         return None
 
     def alert(self, code: str, severity: Severity, message: str, *, key: str = "") -> None:
-        log.warning("alert %s (%s): %s", code, severity, message)
+        level = logging.INFO if severity is Severity.INFO else logging.WARNING
+        log.log(level, "alert %s (%s): %s", code, severity, message)
 
 
 @dataclass(frozen=True, slots=True)
