@@ -34,7 +34,7 @@ from keeper import margin
 from keeper.chain.blocks import BlockStream, NewHead
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.rpc import ChainReads
-from keeper.journal import Intent, IntentStatus, Journal, TxStatus
+from keeper.journal import Intent, IntentStatus, Journal, JournalError, TxStatus
 from keeper.model import (
     Action,
     Alert,
@@ -49,12 +49,13 @@ from keeper.model import (
     Withdraw,
 )
 from keeper.policy import Budget, History, RecentAction, Thresholds, decide
-from keeper.txs import Rebuild, TxManager, TxOutcome, TxRequest
+from keeper.txs import Failure, Rebuild, TxManager, TxOutcome, TxRequest
 from keeper.units import TokenAmount
 from keeper.venues.base import (
     ActionState,
     LogEntry,
     MinedTx,
+    SimulatesExecution,
     TxPlan,
     Venue,
     VenueError,
@@ -253,7 +254,10 @@ class Executor:
 
     async def carry_out(self, intent: Intent, action: Action, snap: Snapshot) -> list[Sent]:
         """Build the action's plan, send its approvals (awaited) and its main transaction
-        (not awaited). A failed build fails the intent; a pending approval leaves it decided."""
+        (not awaited). A failed build fails the intent; a pending approval leaves it decided.
+        On a venue that simulates its later execution (SimulatesExecution), a main
+        transaction whose execution the venue would refuse is not sent: the intent fails as
+        one whose simulation reverts does, with the venue's reason."""
         try:
             plan = await self.venue.build(action, snap, sender=self.txs.sender)
         except VenueError as exc:
@@ -276,9 +280,45 @@ class Executor:
         if len(main) != 1:
             raise VenueError(f"{action.kind}: plans of {len(main)} steps after approvals")
         step = main[0]
+        refused = await self._simulate_execution(intent, action, plan, snap)
+        if refused is not None:
+            out.append(refused)
+            return out
         outcome = await self.txs.submit(TxRequest(intent.id, step.to, step.data, step.value))
         out.append(self._sent(intent, action.kind, outcome))
         return out
+
+    async def _simulate_execution(
+        self, intent: Intent, action: Action, plan: TxPlan, snap: Snapshot
+    ) -> Sent | None:
+        """The venue's simulation of the plan's later execution: None when it would execute
+        (or the venue cannot simulate it), else the failed intent's Sent."""
+        if not isinstance(self.venue, SimulatesExecution):
+            return None
+        revert = None
+        try:
+            revert = await self.venue.simulate_execution(plan, snap)
+        except VenueError as exc:
+            detail = f"execution simulation: {exc}"
+        else:
+            if revert is None:
+                return None
+            detail = f"execution: {revert.message}"
+        failure = Failure.SIMULATION_REVERTED
+        try:
+            self.journal.set_status(
+                intent.id,
+                IntentStatus.FAILED,
+                block=snap.block_number,
+                failure=f"{failure.value}: {detail}",
+                detail=detail,
+            )
+        except JournalError:  # closed meanwhile by another writer
+            now = self.journal.intent(intent.id).status
+            return Sent(intent.id, action.key, action.kind, now.value, detail)
+        log.warning("intent %d failed (%s): %s", intent.id, failure.value, detail)
+        outcome = TxOutcome(intent.id, IntentStatus.FAILED, failure, detail, revert=revert)
+        return self._sent(intent, action.kind, outcome)
 
     async def _approve(self, token: str, data: bytes, description: str, block: int) -> Sent:
         key = f"approve:{token.lower()}:{self.txs.sender.lower()}"

@@ -33,7 +33,7 @@ from keeper.model import (
 from keeper.txs import FeeCapExceededError, Fees, TxManager, TxOutcome
 from keeper.txs import TxRequest as SignedRequest
 from keeper.units import TokenAmount
-from keeper.venues.base import TxPlan, Venue, VenueError, Watch
+from keeper.venues.base import SimulatesExecution, TxPlan, Venue, VenueError, Watch
 from keeper.views import Preview, preview
 
 KINDS = ("top_up", "withdraw", "reduce", "close")
@@ -261,6 +261,17 @@ async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Pl
                 None if revert is None else revert.message,
             )
         )
+    venue = runtime.venue
+    last = steps[-1] if steps else None
+    if isinstance(venue, SimulatesExecution) and last is not None and last.simulated:
+        # a venue that executes later: would it execute the request, or cancel it?
+        try:
+            refused = await venue.simulate_execution(plan, snap)
+            why = None if refused is None else f"execution: {refused.message}"
+        except VenueError as exc:
+            why = f"execution simulation: {exc}"
+        if why is not None and last.revert is None:
+            steps[-1] = replace(last, revert=why)
     fees: Fees | None = None
     problem: str | None = None
     try:

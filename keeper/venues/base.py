@@ -18,6 +18,10 @@ A venue adapter does four things (DESIGN.md, "The data's way through the program
   from the start.
 - `decode_error(data)`: the venue's revert data as a `RevertReason` (custom errors by name).
 
+A delayed venue that can simulate its later execution (`SimulatesExecution`, GMX) says before
+anything is sent whether it would execute the plan's request at the snapshot's prices, or why
+it would refuse or cancel it.
+
 The transaction manager (keeper/txs.py) signs, simulates, sends and confirms `TxRequest`s; the
 venue never signs or sends.
 """
@@ -43,6 +47,7 @@ __all__ = [
     "OpenInterest",
     "PoolState",
     "ReadIssue",
+    "SimulatesExecution",
     "TxPlan",
     "TxRequest",
     "Venue",
@@ -246,6 +251,16 @@ class Venue(Protocol):
 
     def decode_error(self, data: bytes) -> RevertReason:
         """The venue's revert data, decoded (custom errors by name and arguments)."""
+        ...
+
+
+@runtime_checkable
+class SimulatesExecution(Protocol):
+    """A delayed venue that can simulate its own later execution of a plan's request."""
+
+    async def simulate_execution(self, plan: TxPlan, snapshot: Snapshot) -> RevertReason | None:
+        """None when the venue would execute the request `plan` creates at the prices
+        `snapshot` was read at; else the decoded reason it would refuse or cancel it."""
         ...
 
 

@@ -33,9 +33,12 @@ Writes are GMX orders sent through ExchangeRouter.multicall: top-up = MarketIncr
 sizeDeltaUsd 0 (sendWnt for the execution fee, sendTokens for the collateral to the OrderVault,
 createOrder; the collateral's approval to the Router is its own step; WETH/WAVAX collateral is
 sent as native value with the fee), reduce and close = MarketDecrease with an acceptable price
-`slippage` away from the mark. GMX's own order keepers execute them later: `action_state` follows
-the order (OrderCreated / OrderExecuted / OrderCancelled events of the EventEmitter, and the
-DataStore's ORDER_LIST), `cancel_if_expired` builds the cancel for an order left past
+`slippage` away from the mark. Before an order is sent, `simulate_execution` has GMX create and
+execute it in one eth_call (simulateExecuteLatestOrder at the prices of the read the action was
+decided on), as GMX's interface does: an order GMX would cancel at execution is refused with
+GMX's reason instead of being sent. GMX's own order keepers execute them later: `action_state`
+follows the order (OrderCreated / OrderExecuted / OrderCancelled events of the EventEmitter, and
+the DataStore's ORDER_LIST), `cancel_if_expired` builds the cancel for an order left past
 REQUEST_EXPIRATION_TIME, and `reprice` recomputes the execution fee for a replacement at a
 higher gas price (`gmx_rebuild` wires it to the transaction manager).
 """
@@ -61,7 +64,7 @@ from keeper.abis import abi as shipped_abi
 from keeper.abis import abi_type
 from keeper.chain.jsonrpc import JsonRpc, RpcError, RpcResponseError
 from keeper.chain.multicall import MULTICALL3_ADDRESS, Call, CallResult, Multicall
-from keeper.chain.revert import RevertReason, decode_revert, revert_data
+from keeper.chain.revert import RevertReason, decode_revert, is_revert, revert_data
 from keeper.chain.rpc import Reads
 from keeper.model import (
     Action,
@@ -117,8 +120,10 @@ __all__ = [
     "AVALANCHE",
     "AVALANCHE_FUJI",
     "BOTANIX",
+    "END_OF_ORACLE_SIMULATION",
     "NAME",
     "PRESETS",
+    "SIMULATION_TIME_AHEAD",
     "ChainlinkPriceSource",
     "FallbackPriceSource",
     "GmxApiPriceSource",
@@ -133,6 +138,7 @@ __all__ = [
     "TokenPrice",
     "decode_create_order",
     "encode_create_order",
+    "encode_simulation",
     "gmx_abi",
     "gmx_rebuild",
     "map_market",
@@ -166,6 +172,11 @@ SINGLE_SWAP_GAS_LIMIT = name_key("SINGLE_SWAP_GAS_LIMIT")
 ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
 ORDER_KEEPER = name_key("ORDER_KEEPER")
 USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
+# Errors.EndOfOracleSimulation: how GMX ends a simulated execution that went through
+END_OF_ORACLE_SIMULATION = "EndOfOracleSimulation"
+# seconds after the latest block that simulated oracle prices are stamped (GMX's SDK: 10); GMX
+# needs them no older than the order (created in that block) and no later than its expiry
+SIMULATION_TIME_AHEAD = 10
 
 EVENT_ORDER_CREATED = keccak(b"OrderCreated")
 EVENT_ORDER_EXECUTED = keccak(b"OrderExecuted")
@@ -237,6 +248,7 @@ _SEND_WNT = GmxFn.of("ExchangeRouter", "sendWnt")
 _SEND_TOKENS = GmxFn.of("ExchangeRouter", "sendTokens")
 _CREATE_ORDER = GmxFn.of("ExchangeRouter", "createOrder")
 _CANCEL_ORDER = GmxFn.of("ExchangeRouter", "cancelOrder")
+_SIMULATE_ORDER = GmxFn.of("ExchangeRouter", "simulateExecuteLatestOrder")
 _BALANCE_OF = GmxFn.of("ERC20", "balanceOf")
 _ALLOWANCE = GmxFn.of("ERC20", "allowance")
 _APPROVE = GmxFn.of("ERC20", "approve")
@@ -829,6 +841,24 @@ def decode_create_order(data: bytes) -> CreateOrder:
     )
 
 
+def encode_simulation(
+    calls: Sequence[bytes], prices: Mapping[str, TokenPrice], timestamp: int
+) -> bytes:
+    """ExchangeRouter.multicall calldata that creates an order and simulates its execution:
+    `calls` (an order's own multicall: sendWnt, sendTokens, createOrder) followed by
+    simulateExecuteLatestOrder(OracleUtils.SimulatePricesParams) with `prices` as the primary
+    prices (Price.Props per token, tokens in address order) and `timestamp` as both the min and
+    the max oracle timestamp."""
+    tokens = sorted(prices, key=str.lower)
+    params = (
+        [to_checksum_address(t) for t in tokens],
+        [(prices[t].min, prices[t].max) for t in tokens],
+        timestamp,
+        timestamp,
+    )
+    return _MULTICALL.encode([*calls, _SIMULATE_ORDER.encode(params)])
+
+
 def order_key_of(logs: Sequence[Any], event_emitter: str) -> bytes | None:
     """The order key of the OrderCreated EventLog2 among a receipt's logs (LogEntry), if any."""
     emitter = event_emitter.lower()
@@ -881,6 +911,8 @@ class _Cache:
     markets: dict[str, MarketTokens] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     collateral: tuple[Token, ...] | None = None
+    # the block of the last read and the prices it was priced at
+    prices: tuple[int, dict[str, TokenPrice]] | None = None
 
 
 class GmxVenue:
@@ -1095,6 +1127,7 @@ class GmxVenue:
         markets, params, prices = await self._priced_markets(
             market_ids, number, min_collateral_usd, issues
         )
+        self._cache.prices = (number, dict(prices))
         priced = [p for p in raw_positions if p.market in markets]
         infos = await self._position_infos(priced, prices, number)
         positions = []
@@ -1561,6 +1594,66 @@ class GmxVenue:
 
     def _label(self, position: Position) -> str:
         return f"{position.side.value} {position.market_id} {position.key}"
+
+    # -- simulating the execution ---------------------------------------------------------------
+
+    async def simulate_execution(self, plan: TxPlan, snapshot: Snapshot) -> RevertReason | None:
+        """GMX's own verdict on the order the plan creates, before it is sent, as GMX's interface
+        asks for it: the plan's ExchangeRouter.multicall with simulateExecuteLatestOrder
+        appended, eth_call'd from the plan's sender with the step's value at the latest block.
+        GMX creates the order and executes it at once, at the prices the snapshot was read at
+        (the adapter's price source; min and max per token of the market), stamped
+        SIMULATION_TIME_AHEAD seconds after that block, and then reverts: with
+        EndOfOracleSimulation when the order executes (None here), or with the error that
+        would cancel it at execution (LiquidatablePosition, OrderNotFulfillableAtAcceptablePrice,
+        InsufficientCollateralUsd, ...), returned decoded. A plan without an order (an alert)
+        has nothing to simulate: None. VenueError when the call returns instead of reverting
+        (the address is not GMX's ExchangeRouter)."""
+        found = self._order_step(plan)
+        if found is None:
+            return None
+        step, calls, order = found
+        await self._learn_markets([order.market], "latest")
+        tokens = self._cache.markets[order.market]
+        wanted = list(dict.fromkeys(t.address for t in (tokens.index, tokens.long, tokens.short)))
+        prices = await self._prices_at(wanted, snapshot.block_number)
+        head = await self._reads.get_block("latest")
+        data = encode_simulation(calls, prices, head.timestamp + SIMULATION_TIME_AHEAD)
+        try:
+            await self._reads.eth_call(
+                step.to, data, head.number, sender=plan.sender, value=step.value
+            )
+        except RpcResponseError as exc:
+            if not is_revert(exc):
+                raise
+            reason = self.decode_error(revert_data(exc) or b"")
+            return None if reason.name == END_OF_ORACLE_SIMULATION else reason
+        raise VenueError(
+            f"{plan.action.kind} {plan.action.key}: simulateExecuteLatestOrder at {step.to} "
+            "returned instead of ending with EndOfOracleSimulation: not GMX's ExchangeRouter"
+        )
+
+    def _order_step(self, plan: TxPlan) -> tuple[TxRequest, list[bytes], CreateOrder] | None:
+        """The plan's step creating an order (an ExchangeRouter.multicall ending in
+        createOrder), its inner calls and the order."""
+        router = self.deployment.exchange_router.lower()
+        for step in reversed(plan.steps):
+            if step.to.lower() != router or step.data[:4] != _MULTICALL.selector:
+                continue
+            (inner,) = _MULTICALL.decode_input(step.data)
+            calls = [bytes(x) for x in inner]
+            for call in calls:
+                if call[:4] == _CREATE_ORDER.selector:
+                    return step, calls, decode_create_order(call)
+        return None
+
+    async def _prices_at(self, tokens: Sequence[str], block: int) -> dict[str, TokenPrice]:
+        """The tokens' prices at `block`: those the read of that block used, else the price
+        source's."""
+        seen = self._cache.prices
+        if seen is not None and seen[0] == block and all(t in seen[1] for t in tokens):
+            return {t: seen[1][t] for t in tokens}
+        return await self.prices.prices(tokens, block=block)
 
     # -- following orders -----------------------------------------------------------------------
 

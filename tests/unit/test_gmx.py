@@ -16,9 +16,29 @@ from hypothesis import strategies as st
 from keeper import margin
 from keeper.abis import abi as shipped_abi
 from keeper.abis import abi_type
-from keeper.model import Basis, Strictness, Token
+from keeper.chain.jsonrpc import RpcResponseError
+from keeper.model import (
+    Alert,
+    Basis,
+    Reason,
+    Scope,
+    Severity,
+    Snapshot,
+    Strictness,
+    Token,
+    TopUp,
+    Wallet,
+)
+from keeper.units import TokenAmount
 from keeper.venues import gmx
-from keeper.venues.base import LogEntry, VenueError
+from keeper.venues.base import (
+    Execution,
+    LogEntry,
+    SimulatesExecution,
+    TxPlan,
+    TxRequest,
+    VenueError,
+)
 from keeper.venues.gmx import (
     ARBITRUM,
     EVENT_LOG2_TOPIC,
@@ -37,6 +57,7 @@ from keeper.venues.gmx import (
     TokenPrice,
     decode_create_order,
     encode_create_order,
+    encode_simulation,
     entry_price,
     event_strings,
     gmx_abi,
@@ -63,6 +84,7 @@ ALICE = "0x00000000000000000000000000000000000A11cE"
 MARKET = "0x70d95587d40A2caf56bd97485aB3Eec10Bee6336"
 WETH = "0x82aF49447D8a07e3bd95BD0d56f35241523fBab1"
 USDC = "0xaf88d065e77c8cC2239327C5EDb3A432268e5831"
+WHY = Reason("test", "because the test says so")
 
 
 def percent(value: str) -> int:
@@ -452,3 +474,177 @@ def test_price_source_specs() -> None:
     assert GmxVenue(NoRpc(), ARBITRUM, wnt=WETH).prices.name == "chainlink"
     with pytest.raises(VenueError, match="oracle"):
         GmxVenue(NoRpc(), ARBITRUM, wnt=WETH, prices="oracle")
+
+
+# --- simulating the execution --------------------------------------------------------------------
+
+SIMULATE = "simulateExecuteLatestOrder((address[],(uint256,uint256)[],uint256,uint256))"
+SIMULATE_PARAMS = "(address[],(uint256,uint256)[],uint256,uint256)"
+ROUTER = ARBITRUM.exchange_router
+HEAD = 5_000
+HEAD_TIME = 1_700_000_000
+WETH_PRICE = TokenPrice(3_000 * 10**12, 3_001 * 10**12)
+USDC_PRICE = TokenPrice(10**24, 10**24)
+_SEND_WNT = GmxFn.of("ExchangeRouter", "sendWnt")
+_SEND_TOKENS = GmxFn.of("ExchangeRouter", "sendTokens")
+_MULTICALL = GmxFn.of("ExchangeRouter", "multicall")
+
+
+def _error(
+    signature: str, types: list[str] | None = None, values: list[Any] | None = None
+) -> bytes:
+    return keccak(signature.encode())[:4] + abi_encode(types or [], values or [])
+
+
+END_OF_SIMULATION = _error("EndOfOracleSimulation()")
+LIQUIDATABLE = _error(
+    "LiquidatablePosition(string,int256,int256,int256)",
+    ["string", "int256", "int256", "int256"],
+    ["min collateral for leverage", 200 * USD, USD, 500 * USD],
+)
+
+
+class ScriptedRpc:
+    """Answers the head block and one eth_call outcome; records the calls."""
+
+    def __init__(self, outcome: bytes | str) -> None:
+        self.outcome = outcome  # revert data, or "0x..." for a call that returns
+        self.calls: list[tuple[str, list[Any]]] = []
+
+    async def request(self, method: str, params: Any = ()) -> Any:
+        self.calls.append((method, list(params)))
+        if method == "eth_getBlockByNumber":
+            return {
+                "number": hex(HEAD),
+                "hash": "0x" + "11" * 32,
+                "parentHash": "0x" + "22" * 32,
+                "timestamp": hex(HEAD_TIME),
+                "baseFeePerGas": "0x1",
+            }
+        if method == "eth_call":
+            if isinstance(self.outcome, str):
+                return self.outcome
+            raise RpcResponseError(
+                "eth_call", 3, "execution reverted", data="0x" + self.outcome.hex()
+            )
+        raise AssertionError(f"unexpected {method}")
+
+
+class FixedPrices:
+    name = "fixed"
+
+    def __init__(self) -> None:
+        self.blocks: list[int] = []
+
+    async def prices(self, tokens: Any, *, block: int) -> dict[str, TokenPrice]:
+        self.blocks.append(block)
+        table = {WETH: WETH_PRICE, USDC: USDC_PRICE}
+        return {t: table[t] for t in tokens}
+
+
+def _simulating_venue(outcome: bytes | str) -> tuple[GmxVenue, ScriptedRpc, FixedPrices]:
+    rpc, prices = ScriptedRpc(outcome), FixedPrices()
+    venue = GmxVenue(rpc, ARBITRUM, wnt=WETH, prices=prices)
+    weth, usdc = Token(WETH, "WETH", 18), Token(USDC, "USDC", 6)
+    venue._cache.markets[MARKET] = MarketTokens(MARKET, weth, weth, usdc)
+    return venue, rpc, prices
+
+
+def _top_up_plan() -> tuple[TxPlan, list[bytes]]:
+    order = _order()
+    calls = [
+        _SEND_WNT.encode(ARBITRUM.order_vault, order.execution_fee),
+        _SEND_TOKENS.encode(USDC, ARBITRUM.order_vault, order.initial_collateral_delta_amount),
+        encode_create_order(order),
+    ]
+    usdc = Token(USDC, "USDC", 6)
+    action = TopUp("gmx", Scope.POSITION, "0xab", ALICE, usdc, usdc.amount(100 * 10**6), WHY)
+    step = TxRequest(ROUTER, _MULTICALL.encode(calls), value=order.execution_fee)
+    return TxPlan(action, ALICE, (step,), execution=Execution.DELAYED), calls
+
+
+def _snapshot(block: int) -> Snapshot:
+    usdc = Token(USDC, "USDC", 6)
+    wallet = Wallet(ALICE, usdc, usdc.amount(0), TokenAmount(0, 18))
+    return Snapshot(block_number=block, block_time=HEAD_TIME, wallet=wallet, markets=())
+
+
+def test_simulation_calldata_is_the_order_multicall_then_simulate_execute_latest_order() -> None:
+    _plan, calls = _top_up_plan()
+    data = encode_simulation(calls, {USDC: USDC_PRICE, WETH: WETH_PRICE}, HEAD_TIME + 10)
+    assert data[:4] == _MULTICALL.selector
+    (inner,) = _MULTICALL.decode_input(data)
+    assert [bytes(x) for x in inner[:-1]] == calls
+    simulate = bytes(inner[-1])
+    fn = GmxFn.of("ExchangeRouter", "simulateExecuteLatestOrder")
+    assert fn.signature == SIMULATE
+    assert simulate[:4] == keccak(SIMULATE.encode())[:4] == fn.selector
+    ((tokens, props, min_time, max_time),) = abi_decode([SIMULATE_PARAMS], simulate[4:])
+    # tokens in address order, one Price.Props (min, max) each, one timestamp for both ends
+    assert [t.lower() for t in tokens] == [WETH.lower(), USDC.lower()]
+    assert [tuple(p) for p in props] == [(WETH_PRICE.min, WETH_PRICE.max), (10**24, 10**24)]
+    assert (min_time, max_time) == (HEAD_TIME + 10, HEAD_TIME + 10)
+
+
+def test_end_of_oracle_simulation_is_told_apart_from_gmx_errors() -> None:
+    venue = GmxVenue(ScriptedRpc(b""), ARBITRUM, wnt=WETH)
+    end = venue.decode_error(END_OF_SIMULATION)
+    assert end.name == gmx.END_OF_ORACLE_SIMULATION
+    assert end.args == ()
+    liquidatable = venue.decode_error(LIQUIDATABLE)
+    assert liquidatable.name == "LiquidatablePosition"
+    assert dict(liquidatable.args) == {
+        "reason": "min collateral for leverage",
+        "remainingCollateralUsd": str(200 * USD),
+        "minCollateralUsd": str(USD),
+        "minCollateralUsdForLeverage": str(500 * USD),
+    }
+    price = venue.decode_error(
+        _error(
+            "OrderNotFulfillableAtAcceptablePrice(uint256,uint256)",
+            ["uint256", "uint256"],
+            [4_900 * 10**12, 4_950 * 10**12],
+        )
+    )
+    assert price.message == (
+        f"OrderNotFulfillableAtAcceptablePrice(price={4_900 * 10**12}, "
+        f"acceptablePrice={4_950 * 10**12})"
+    )
+
+
+async def test_a_simulation_gmx_ends_with_end_of_oracle_simulation_passes() -> None:
+    venue, rpc, prices = _simulating_venue(END_OF_SIMULATION)
+    plan, calls = _top_up_plan()
+    assert await venue.simulate_execution(plan, _snapshot(HEAD - 1)) is None
+    assert prices.blocks == [HEAD - 1], "priced at the snapshot's block"
+    ((_method, (tx, block)),) = [c for c in rpc.calls if c[0] == "eth_call"]
+    assert (tx["to"], tx["from"], tx["value"], block) == (ROUTER, ALICE, hex(10**15), hex(HEAD))
+    expected = encode_simulation(calls, {WETH: WETH_PRICE, USDC: USDC_PRICE}, HEAD_TIME + 10)
+    assert tx["data"] == "0x" + expected.hex()
+
+
+async def test_any_other_revert_of_the_simulation_is_the_reason_gmx_would_cancel() -> None:
+    venue, _rpc, _prices = _simulating_venue(LIQUIDATABLE)
+    plan, _calls = _top_up_plan()
+    reason = await venue.simulate_execution(plan, _snapshot(HEAD))
+    assert reason is not None
+    assert reason.name == "LiquidatablePosition"
+    assert reason.data == LIQUIDATABLE
+
+
+async def test_a_simulation_that_returns_is_not_gmx() -> None:
+    venue, _rpc, _prices = _simulating_venue("0x")
+    plan, _calls = _top_up_plan()
+    with pytest.raises(VenueError, match="not GMX's ExchangeRouter"):
+        await venue.simulate_execution(plan, _snapshot(HEAD))
+
+
+async def test_a_plan_without_an_order_has_nothing_to_simulate() -> None:
+    venue, rpc, _prices = _simulating_venue(LIQUIDATABLE)
+    alert = Alert("gmx", Scope.POSITION, "0xab", ALICE, Severity.INFO, WHY)
+    assert await venue.simulate_execution(TxPlan(alert, ALICE, ()), _snapshot(HEAD)) is None
+    approve = TxRequest(USDC, GmxFn.of("ERC20", "approve").encode(ARBITRUM.router, 1))
+    plan = TxPlan(alert, ALICE, (approve,), approvals=1)
+    assert await venue.simulate_execution(plan, _snapshot(HEAD)) is None
+    assert rpc.calls == []
+    assert isinstance(venue, SimulatesExecution)

@@ -12,9 +12,9 @@ interface IGmxWNT {
 }
 
 /// @title GmxExchangeRouter
-/// @notice ExchangeRouter's multicall, sendWnt, sendTokens, createOrder and cancelOrder with GMX's
-///         signatures. It must hold ROUTER_PLUGIN (for Router.pluginTransfer) and CONTROLLER (for
-///         the order handler).
+/// @notice ExchangeRouter's multicall, sendWnt, sendTokens, createOrder, cancelOrder, updateOrder
+///         and simulateExecuteLatestOrder with GMX's signatures. It must hold ROUTER_PLUGIN (for
+///         Router.pluginTransfer) and CONTROLLER (for the order handler).
 contract GmxExchangeRouter {
     /// @notice The data store (its WNT entry names the wrapped native token).
     GmxDataStore public immutable dataStore;
@@ -71,6 +71,15 @@ contract GmxExchangeRouter {
         GmxOrderHandler.StoredOrder memory o = orderHandler.order(key);
         if (o.account == address(0)) revert IGmx.EmptyOrder();
         revert IGmx.OrderNotUpdatable(uint256(o.orderType));
+    }
+
+    /// @notice ExchangeRouter.simulateExecuteLatestOrder: executes the order created last (by an
+    ///         earlier call of the same multicall) at the given prices and oracle timestamps, and
+    ///         always reverts: EndOfOracleSimulation when the order would execute, else the error
+    ///         that would cancel it (OrderNotFulfillableAtAcceptablePrice, LiquidatablePosition,
+    ///         ...). Meant for eth_call, as GMX's interface uses it.
+    function simulateExecuteLatestOrder(IGmx.SimulatePricesParams calldata simulatedOracleParams) external payable {
+        orderHandler.simulateExecuteOrder(orderHandler.latestOrderKey(), simulatedOracleParams);
     }
 
     /// @notice Cancels the caller's order once it is past REQUEST_EXPIRATION_TIME.

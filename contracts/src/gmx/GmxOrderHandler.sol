@@ -9,10 +9,13 @@ import {
 /// @title GmxOrderHandler
 /// @notice The test deployment's orders and positions. Orders are created through the
 ///         ExchangeRouter (a CONTROLLER) and executed or cancelled by an ORDER_KEEPER at the prices
-///         it passes, like GMX's keepers with oracle prices. Market increase and decrease only; no
-///         price impact, funding or borrowing; the position fee exists in the Reader's figures
-///         only. Positions hold their collateral here; profits are paid from this contract's
-///         balance, which tests fund.
+///         it passes, like GMX's keepers with oracle prices, or executed in a simulation that
+///         always reverts (the ExchangeRouter's simulateExecuteLatestOrder). Market increase and
+///         decrease only; no price impact, funding or borrowing; the position fee exists in the
+///         liquidation test and the Reader's figures only. An execution GMX would refuse (a
+///         decrease worse than its acceptable price, a result PositionUtils.validatePosition
+///         rejects) reverts with GMX's error, which cancels the order. Positions hold their
+///         collateral here; profits are paid from this contract's balance, which tests fund.
 contract GmxOrderHandler is GmxRoleAuth {
     /// @notice A stored order (GMX's Order.Props without its arrays, which are always empty here).
     struct StoredOrder {
@@ -60,6 +63,9 @@ contract GmxOrderHandler is GmxRoleAuth {
     mapping(bytes32 => uint256) private _positionIndex; // position + 1 in its account's list
     mapping(address => IGmx.MarketProps) private _markets;
     address[] private _marketList;
+
+    /// @notice An execution reverted without data (out of gas): the order is left as it is.
+    error ExecutionRevertedWithoutReason(bytes32 key);
 
     constructor(GmxRoleStore roleStore_, GmxDataStore dataStore_, GmxEventEmitter eventEmitter_, GmxOrderVault vault_)
         GmxRoleAuth(roleStore_)
@@ -117,6 +123,51 @@ contract GmxOrderHandler is GmxRoleAuth {
             out[i - start] = keys[i];
         }
         return out;
+    }
+
+    /// @notice NonceUtils.getCurrentKey: the key of the order created last (the zero nonce's key
+    ///         before any).
+    function latestOrderKey() external view returns (bytes32) {
+        return keccak256(abi.encode(address(dataStore), _nonce));
+    }
+
+    /// @notice PositionUtils.isPositionLiquidatable with GMX's order of tests: below
+    ///         MIN_COLLATERAL_USD (when `shouldValidateMinCollateralUsd`; the info's
+    ///         minCollateralUsd is 0 otherwise), not positive, or below the market's
+    ///         MIN_COLLATERAL_FACTOR (MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION when `forLiquidation`)
+    ///         of sizeInUsd. The remaining collateral is the collateral at its min price, plus the
+    ///         pnl at the conservative index price (a long's min, a short's max), less the
+    ///         position fee of closing it.
+    function isPositionLiquidatable(
+        bytes32 positionKey_,
+        IGmx.MarketPrices memory prices,
+        bool shouldValidateMinCollateralUsd,
+        bool forLiquidation
+    ) public view returns (bool, string memory, IGmx.IsPositionLiquidatableInfo memory info) {
+        StoredPosition memory p = _positions[positionKey_];
+        if (p.sizeInUsd == 0) revert IGmx.EmptyPosition();
+        uint256 collateralPrice = _collateralPriceMin(p.market, p.collateralToken, prices);
+        uint256 feeFactor = dataStore.getUint(GmxKeys.positionFeeFactorKey(p.market, false));
+        uint256 feeAmount = GmxKeys.applyFactor(p.sizeInUsd, feeFactor) / collateralPrice;
+        uint256 price = p.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
+        int256 value = int256(p.sizeInTokens * price);
+        int256 cost = int256(p.sizeInUsd);
+        int256 pnl = p.isLong ? value - cost : cost - value;
+        info.remainingCollateralUsd =
+            int256(p.collateralAmount * collateralPrice) + pnl - int256(feeAmount * collateralPrice);
+        bytes32 factorKey =
+            forLiquidation ? GmxKeys.MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION : GmxKeys.MIN_COLLATERAL_FACTOR;
+        uint256 factor = dataStore.getUint(GmxKeys.marketKey(factorKey, p.market));
+        info.minCollateralUsdForLeverage = int256(GmxKeys.applyFactor(p.sizeInUsd, factor));
+        if (shouldValidateMinCollateralUsd) {
+            info.minCollateralUsd = int256(dataStore.getUint(GmxKeys.MIN_COLLATERAL_USD));
+            if (info.remainingCollateralUsd < info.minCollateralUsd) return (true, "min collateral", info);
+        }
+        if (info.remainingCollateralUsd <= 0) return (true, "< 0", info);
+        if (info.remainingCollateralUsd < info.minCollateralUsdForLeverage) {
+            return (true, "min collateral for leverage", info);
+        }
+        return (false, "", info);
     }
 
     /// @notice PositionUtils.getPositionKey.
@@ -203,7 +254,7 @@ contract GmxOrderHandler is GmxRoleAuth {
         uint256 expiration = dataStore.getUint(GmxKeys.REQUEST_EXPIRATION_TIME);
         uint256 age = block.timestamp - o.updatedAtTime;
         if (age < expiration) revert IGmx.RequestNotYetCancellable(age, expiration, "Order");
-        _cancel(key, o, "USER_INITIATED_CANCEL");
+        _cancel(key, o, "USER_INITIATED_CANCEL", bytes("USER_INITIATED_CANCEL"));
     }
 
     /// @notice Cancels an order as GMX's keepers do when it cannot execute (order keeper only).
@@ -213,34 +264,126 @@ contract GmxOrderHandler is GmxRoleAuth {
     {
         StoredOrder memory o = _orders[key];
         if (o.account == address(0)) revert IGmx.EmptyOrder();
-        _cancel(key, o, reason);
+        _cancel(key, o, reason, bytes(reason));
     }
 
     /// @notice Executes an order at `prices` (order keeper only); the execution fee goes to the
-    ///         keeper as WNT. A decrease whose price is worse than its acceptable price is
-    ///         cancelled instead, as GMX does.
+    ///         keeper as WNT. An order that cannot execute is cancelled instead, as GMX cancels a
+    ///         market order: its OrderCancelled event carries the error in `reasonBytes`.
     function executeOrder(bytes32 key, IGmx.MarketPrices calldata prices)
         external
         onlyRole(GmxKeys.ORDER_KEEPER, "ORDER_KEEPER")
     {
         StoredOrder memory o = _orders[key];
         if (o.account == address(0)) revert IGmx.EmptyOrder();
+        try this.doExecuteOrder(key, prices, msg.sender) {}
+        catch (bytes memory reasonBytes) {
+            if (reasonBytes.length == 0) revert ExecutionRevertedWithoutReason(key);
+            _cancel(key, o, "", reasonBytes);
+        }
+    }
+
+    /// @notice The execution executeOrder tries (this contract only): reverts with GMX's error
+    ///         when the order cannot execute, undoing what it did.
+    function doExecuteOrder(bytes32 key, IGmx.MarketPrices calldata prices, address keeper) external {
+        if (msg.sender != address(this)) revert IGmx.Unauthorized(msg.sender, "SELF");
+        _execute(key, prices, keeper);
+    }
+
+    /// @notice OrderHandler.simulateExecuteOrder (controller only: the ExchangeRouter's
+    ///         simulateExecuteLatestOrder): executes the order at the given prices and oracle
+    ///         timestamps, then reverts EndOfOracleSimulation; an order that cannot execute
+    ///         reverts with the error that would cancel it. Prices and timestamps are checked as
+    ///         GMX checks them for market orders.
+    function simulateExecuteOrder(bytes32 key, IGmx.SimulatePricesParams calldata params)
+        external
+        onlyRole(GmxKeys.CONTROLLER, "CONTROLLER")
+    {
+        StoredOrder memory o = _orders[key];
+        if (o.account == address(0)) revert IGmx.EmptyOrder();
+        IGmx.MarketPrices memory prices = _simulatedPrices(o.market, params);
+        if (params.minTimestamp < o.updatedAtTime) {
+            revert IGmx.OracleTimestampsAreSmallerThanRequired(params.minTimestamp, o.updatedAtTime);
+        }
+        uint256 expiration = dataStore.getUint(GmxKeys.REQUEST_EXPIRATION_TIME);
+        if (params.maxTimestamp > o.updatedAtTime + expiration) {
+            revert IGmx.OracleTimestampsAreLargerThanRequestExpirationTime(
+                params.maxTimestamp, o.updatedAtTime, expiration
+            );
+        }
+        _execute(key, prices, msg.sender);
+        revert IGmx.EndOfOracleSimulation();
+    }
+
+    function _execute(bytes32 key, IGmx.MarketPrices memory prices, address keeper) private {
+        StoredOrder memory o = _orders[key];
         if (o.orderType == IGmx.OrderType.MarketIncrease) {
             _increase(o, prices);
         } else {
             uint256 price = o.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
             if (o.isLong ? price < o.acceptablePrice : price > o.acceptablePrice) {
-                _cancel(key, o, "OrderNotFulfillableAtAcceptablePrice");
-                return;
+                revert IGmx.OrderNotFulfillableAtAcceptablePrice(price, o.acceptablePrice);
             }
             _decrease(o, prices, price);
         }
         _remove(key, o.account);
-        orderVault.transferOut(dataStore.getAddress(GmxKeys.WNT), msg.sender, o.executionFee);
+        orderVault.transferOut(dataStore.getAddress(GmxKeys.WNT), keeper, o.executionFee);
         _emitSimple("OrderExecuted", key, o.account, "", "");
     }
 
-    function _increase(StoredOrder memory o, IGmx.MarketPrices calldata prices) private {
+    /// OracleUtils.SimulatePricesParams -> the market's prices (Oracle.getPrimaryPrice).
+    function _simulatedPrices(address market_, IGmx.SimulatePricesParams calldata params)
+        private
+        view
+        returns (IGmx.MarketPrices memory prices)
+    {
+        if (params.primaryTokens.length != params.primaryPrices.length) {
+            revert IGmx.InvalidPrimaryPricesForSimulation(params.primaryTokens.length, params.primaryPrices.length);
+        }
+        IGmx.MarketProps memory m = _markets[market_];
+        prices.indexTokenPrice = _primaryPrice(m.indexToken, params);
+        prices.longTokenPrice = _primaryPrice(m.longToken, params);
+        prices.shortTokenPrice = _primaryPrice(m.shortToken, params);
+    }
+
+    function _primaryPrice(address token, IGmx.SimulatePricesParams calldata params)
+        private
+        pure
+        returns (IGmx.PriceProps memory)
+    {
+        for (uint256 i; i < params.primaryTokens.length; ++i) {
+            if (params.primaryTokens[i] == token) {
+                IGmx.PriceProps memory price = params.primaryPrices[i];
+                if (price.min == 0 || price.max == 0) break;
+                return price;
+            }
+        }
+        revert IGmx.EmptyPrimaryPrice(token);
+    }
+
+    /// PositionUtils.validatePosition.
+    function _validatePosition(
+        bytes32 pk,
+        IGmx.MarketPrices memory prices,
+        bool shouldValidateMinPositionSize,
+        bool shouldValidateMinCollateralUsd,
+        bool forLiquidation
+    ) private view {
+        if (shouldValidateMinPositionSize) {
+            uint256 minSize = dataStore.getUint(GmxKeys.MIN_POSITION_SIZE_USD);
+            uint256 size = _positions[pk].sizeInUsd;
+            if (size < minSize) revert IGmx.MinPositionSize(size, minSize);
+        }
+        (bool liquidatable, string memory reason, IGmx.IsPositionLiquidatableInfo memory info) =
+            isPositionLiquidatable(pk, prices, shouldValidateMinCollateralUsd, forLiquidation);
+        if (liquidatable) {
+            revert IGmx.LiquidatablePosition(
+                reason, info.remainingCollateralUsd, info.minCollateralUsd, info.minCollateralUsdForLeverage
+            );
+        }
+    }
+
+    function _increase(StoredOrder memory o, IGmx.MarketPrices memory prices) private {
         bytes32 pk = positionKey(o.account, o.market, o.collateralToken, o.isLong);
         StoredPosition storage p = _positions[pk];
         if (p.account == address(0)) {
@@ -261,9 +404,12 @@ contract GmxOrderHandler is GmxRoleAuth {
         }
         if (p.sizeInUsd == 0) revert IGmx.EmptyPosition();
         p.increasedAtTime = block.timestamp;
+        // IncreasePositionUtils: a collateral deposit (no size) must leave the position safe from
+        // liquidation, at the liquidation factor
+        _validatePosition(pk, prices, true, true, o.sizeDeltaUsd == 0);
     }
 
-    function _decrease(StoredOrder memory o, IGmx.MarketPrices calldata prices, uint256 price) private {
+    function _decrease(StoredOrder memory o, IGmx.MarketPrices memory prices, uint256 price) private {
         bytes32 pk = positionKey(o.account, o.market, o.collateralToken, o.isLong);
         StoredPosition storage p = _positions[pk];
         if (p.sizeInUsd == 0) revert IGmx.EmptyPosition();
@@ -289,10 +435,12 @@ contract GmxOrderHandler is GmxRoleAuth {
             p.sizeInUsd -= sizeDelta;
             p.sizeInTokens -= tokensDelta;
             p.collateralAmount = uint256(collateral);
+            // DecreasePositionUtils: what stays open must not be liquidatable
+            _validatePosition(pk, prices, false, false, false);
         }
     }
 
-    function _collateralPriceMin(address market_, address token, IGmx.MarketPrices calldata prices)
+    function _collateralPriceMin(address market_, address token, IGmx.MarketPrices memory prices)
         private
         view
         returns (uint256)
@@ -316,13 +464,13 @@ contract GmxOrderHandler is GmxRoleAuth {
         delete _positions[pk];
     }
 
-    function _cancel(bytes32 key, StoredOrder memory o, string memory reason) private {
+    function _cancel(bytes32 key, StoredOrder memory o, string memory reason, bytes memory reasonBytes) private {
         _remove(key, o.account);
         if (o.orderType == IGmx.OrderType.MarketIncrease) {
             orderVault.transferOut(o.collateralToken, o.cancellationReceiver, o.collateralDeltaAmount);
         }
         orderVault.transferOut(dataStore.getAddress(GmxKeys.WNT), o.account, o.executionFee);
-        _emitSimple("OrderCancelled", key, o.account, reason, bytes(reason));
+        _emitSimple("OrderCancelled", key, o.account, reason, reasonBytes);
     }
 
     function _remove(bytes32 key, address account) private {
@@ -359,7 +507,7 @@ contract GmxOrderHandler is GmxRoleAuth {
         data.bytes32Items.items[0] = IGmx.Bytes32KeyValue("key", key);
         data.addressItems.items = new IGmx.AddressKeyValue[](1);
         data.addressItems.items[0] = IGmx.AddressKeyValue("account", account);
-        if (bytes(reason).length > 0) {
+        if (bytes(reason).length > 0 || reasonBytes.length > 0) {
             data.stringItems.items = new IGmx.StringKeyValue[](1);
             data.stringItems.items[0] = IGmx.StringKeyValue("reason", reason);
             data.bytesItems.items = new IGmx.BytesKeyValue[](1);

@@ -121,36 +121,18 @@ contract GmxReader {
         o.flags.autoCancel = s.autoCancel;
     }
 
-    /// @notice Reader.isPositionLiquidatable, with GMX's test (PositionUtils).
+    /// @notice Reader.isPositionLiquidatable: the order handler's test (PositionUtils), which
+    ///         executions validate positions with, over the handler's data store.
     function isPositionLiquidatable(
-        address dataStore,
-        address referralStorage,
+        address,
+        address,
         bytes32 positionKey,
         IGmx.MarketProps memory,
         IGmx.MarketPrices memory prices,
         bool shouldValidateMinCollateralUsd,
         bool forLiquidation
-    ) external view returns (bool, string memory, IGmx.IsPositionLiquidatableInfo memory info) {
-        IGmx.PositionInfo memory p =
-            getPositionInfo(dataStore, referralStorage, positionKey, prices, 0, address(0), true);
-        uint256 collateralPriceMin = p.fees.collateralTokenPrice.min;
-        info.remainingCollateralUsd = int256(p.position.numbers.collateralAmount * collateralPriceMin)
-            + p.basePnlUsd - int256(p.fees.totalCostAmount * collateralPriceMin);
-        GmxDataStore ds = GmxDataStore(dataStore);
-        info.minCollateralUsd = int256(ds.getUint(GmxKeys.MIN_COLLATERAL_USD));
-        if (shouldValidateMinCollateralUsd && info.remainingCollateralUsd < info.minCollateralUsd) {
-            return (true, "min collateral", info);
-        }
-        if (info.remainingCollateralUsd <= 0) return (true, "< 0", info);
-        bytes32 factorKey = forLiquidation
-            ? GmxKeys.MIN_COLLATERAL_FACTOR_FOR_LIQUIDATION
-            : GmxKeys.MIN_COLLATERAL_FACTOR;
-        uint256 factor = ds.getUint(GmxKeys.marketKey(factorKey, p.position.addresses.market));
-        info.minCollateralUsdForLeverage = int256(GmxKeys.applyFactor(p.position.numbers.sizeInUsd, factor));
-        if (info.remainingCollateralUsd < info.minCollateralUsdForLeverage) {
-            return (true, "min collateral for leverage", info);
-        }
-        return (false, "", info);
+    ) external view returns (bool, string memory, IGmx.IsPositionLiquidatableInfo memory) {
+        return handler.isPositionLiquidatable(positionKey, prices, shouldValidateMinCollateralUsd, forLiquidation);
     }
 
     function _collateralPrice(IGmx.PositionProps memory p, IGmx.MarketPrices memory prices)

@@ -269,6 +269,15 @@ interface IGmx {
         bytes32[] dataList;
     }
 
+    /// @notice OracleUtils.SimulatePricesParams: the prices and oracle timestamps an order is
+    ///         executed with by ExchangeRouter.simulateExecuteLatestOrder.
+    struct SimulatePricesParams {
+        address[] primaryTokens;
+        PriceProps[] primaryPrices;
+        uint256 minTimestamp;
+        uint256 maxTimestamp;
+    }
+
     /// @notice EventUtils key-value items, one pair of structs per value type.
     struct AddressKeyValue {
         string key;
@@ -410,6 +419,28 @@ interface IGmx {
     error InvalidCollateralTokenForMarket(address market, address token);
     /// @notice Errors.TokenTransferError.
     error TokenTransferError(address token, address receiver, uint256 amount);
+    /// @notice Errors.EndOfOracleSimulation: a simulated execution went through to its end.
+    error EndOfOracleSimulation();
+    /// @notice Errors.InvalidPrimaryPricesForSimulation: one price per token is needed.
+    error InvalidPrimaryPricesForSimulation(uint256 primaryTokensLength, uint256 primaryPricesLength);
+    /// @notice Errors.EmptyPrimaryPrice: no price was given for `token`.
+    error EmptyPrimaryPrice(address token);
+    /// @notice Errors.OracleTimestampsAreSmallerThanRequired: prices older than the order or
+    ///         the position's last change.
+    error OracleTimestampsAreSmallerThanRequired(uint256 minOracleTimestamp, uint256 expectedTimestamp);
+    /// @notice Errors.OracleTimestampsAreLargerThanRequestExpirationTime: prices later than the
+    ///         order's expiry.
+    error OracleTimestampsAreLargerThanRequestExpirationTime(
+        uint256 maxOracleTimestamp, uint256 requestTimestamp, uint256 requestExpirationTime
+    );
+    /// @notice Errors.OrderNotFulfillableAtAcceptablePrice.
+    error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice);
+    /// @notice Errors.LiquidatablePosition: PositionUtils.validatePosition refused the result.
+    error LiquidatablePosition(
+        string reason, int256 remainingCollateralUsd, int256 minCollateralUsd, int256 minCollateralUsdForLeverage
+    );
+    /// @notice Errors.MinPositionSize.
+    error MinPositionSize(uint256 positionSizeInUsd, uint256 minPositionSizeUsd);
 }
 
 /// @title GmxKeys

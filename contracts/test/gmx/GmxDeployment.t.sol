@@ -140,7 +140,8 @@ contract GmxDeploymentTest is GmxBase {
         public
     {
         sizeUsd = bound(sizeUsd, 10, 50_000);
-        collateral = bound(collateral, 10e6, 50_000e6);
+        // enough collateral for GMX's validatePosition at opening (1% of the size, the fee, the spread)
+        collateral = bound(collateral, 10e6 + sizeUsd * 1e6 / 50, 50_000e6);
         eth = bound(eth, 100, 10_000);
         open(isLong, sizeUsd, collateral, eth);
         uint256 before = usdc.balanceOf(trader);
