@@ -21,6 +21,7 @@ from keeper.model import (
     Action,
     Close,
     CrossAccount,
+    Market,
     Position,
     Reason,
     Reduce,
@@ -162,20 +163,30 @@ def find_subject(snapshot: Snapshot, venue: str, ref: str, owner: str) -> Positi
         market, _, side = low.partition(":")
         cross = side.endswith(":cross")
         side = side.removesuffix(":cross")
-        for p in snapshot.positions:
-            m = snapshot.market_of(p)
-            names = {m.market_id.lower(), m.index_token.symbol.lower()}
-            if (
-                p.account.lower() == owner.lower()
-                and market in names
-                and p.side.value == side
-                and (p.cross_account is not None) == cross
-            ):
-                return p
+        found = [
+            p
+            for p in snapshot.positions
+            if p.account.lower() == owner.lower()
+            and market in _names(snapshot.market_of(p))
+            and p.side.value == side
+            and (p.cross_account is not None) == cross
+        ]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            keys = ", ".join(f"{p.key} ({p.collateral_token.symbol} collateral)" for p in found)
+            raise ManualError(
+                f"{ref} names {len(found)} positions of {owner}: {keys}; give the position's key"
+            )
     raise ManualError(
         f"no open position or cross account {ref!r} for {owner} at block "
         f"{snapshot.block_number}: see `keeper positions`"
     )
+
+
+def _names(market: Market) -> set[str]:
+    """What MARKET in MARKET:SIDE may be: the market's id or its index token's symbol."""
+    return {market.market_id.lower(), market.index_token.symbol.lower()}
 
 
 def make_action(
@@ -349,14 +360,12 @@ async def follow(runtime: Session, outcome: TxOutcome, *, timeout: float) -> TxO
         elif intent.status is IntentStatus.AWAITING_EXECUTION:
             block = await runtime.rpc.block_number()
             await follower.step(intent, block)
-            for other in journal.open_intents(runtime.venue.name):
-                if other.kind != "cancel_order" or other.payload.get("of_intent") != intent_id:
-                    continue
-                if other.status is IntentStatus.AWAITING_EXECUTION:
-                    await follower.step(other, block)
-                elif other.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
-                    await txs.resolve(other.id, timeout=0)
+            await _follow_cancels(runtime, follower, intent_id, wait=0)
         else:
+            # an expired order's cancel is followed until mined, like the order itself
+            await _follow_cancels(
+                runtime, follower, intent_id, wait=max(0.0, deadline - time.monotonic())
+            )
             events = journal.events(intent_id)
             detail = events[-1].detail if events and events[-1].detail else outcome.detail
             return replace(outcome, status=intent.status, detail=detail)
@@ -367,3 +376,21 @@ async def follow(runtime: Session, outcome: TxOutcome, *, timeout: float) -> TxO
                 detail=f"not final after {timeout:g} s: `keeper history` follows it",
             )
         await asyncio.sleep(poll)
+
+
+async def _follow_cancels(
+    runtime: Session, follower: DelayedFollower, intent_id: int, *, wait: float
+) -> None:
+    """One step for each open cancel_order intent of `intent_id`, its receipt awaited for up
+    to `wait` seconds: done (or failed) once mined."""
+    txs = runtime.txs
+    assert txs is not None
+    journal = runtime.journal
+    for other in journal.open_intents(runtime.venue.name):
+        if other.kind != "cancel_order" or other.payload.get("of_intent") != intent_id:
+            continue
+        if other.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
+            await txs.resolve(other.id, timeout=wait)
+            other = journal.intent(other.id)
+        if other.status is IntentStatus.AWAITING_EXECUTION:
+            await follower.step(other, await runtime.rpc.block_number())

@@ -14,13 +14,14 @@ from typing import Self
 
 from keeper.alerts import Alerter, AlerterSettings, SinkSettings
 from keeper.chain.blocks import BlockStream
+from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
 from keeper.config import Config, ConfigError, Problem
 from keeper.journal import Journal
-from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport
+from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport, sequencer_hold
 from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
-from keeper.model import Severity, Token
+from keeper.model import Severity, Snapshot, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
@@ -210,6 +211,7 @@ async def check_against_chain(config: Config) -> list[str]:
         venue = await connect_venue(config, rpc)
         token, budget = await resolve_budget(config, venue)
         read = await venue.read(Watch(config.accounts, None, token.address))
+        sequencer = await _check_sequencer(config, rpc, read.snapshot)
     snap = read.snapshot
     lines = [
         f"chain {chain_id} answers; venue {venue.name} connected",
@@ -225,8 +227,29 @@ async def check_against_chain(config: Config) -> list[str]:
                 f"warning: position {p.key} holds {p.collateral_token.symbol} as collateral, not "
                 f"{token.symbol}: the keeper can reduce or close it, not top it up"
             )
+    if sequencer is not None:
+        lines.append(sequencer)
     lines += [f"warning: {issue.message}" for issue in read.issues]
     return lines
+
+
+async def _check_sequencer(config: Config, rpc: FailoverRpc, snap: Snapshot) -> str | None:
+    """The sequencer uptime feed read at the snapshot's block, as every tick of `keeper run`
+    reads it; ConfigError naming chain.sequencer_uptime_feed when it does not answer as one."""
+    address = config.chain.sequencer_uptime_feed
+    if address is None:
+        return None
+    feed = SequencerFeed(address, config.chain.sequencer_grace_s)
+    try:
+        held = await sequencer_hold(rpc, feed, snap.block_number, snap.block_time)
+    except RpcError as exc:
+        problem = Problem(
+            "chain.sequencer_uptime_feed",
+            f"{address} does not answer as a Chainlink sequencer uptime feed on chain "
+            f"{config.chain.chain_id} ({exc}): keeper run would fail on every block",
+        )
+        raise ConfigError(config.source, [problem]) from None
+    return f"sequencer uptime feed {address}: {held or 'up'}"
 
 
 @dataclass

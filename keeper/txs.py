@@ -654,6 +654,10 @@ class TxManager:
             again = {t.id: await self._receipt(t.hash) for t in txs}
             if any(again.values()):
                 return None  # mined between the two looks: next round records it
+            if any([await self._known(t.hash) for t in txs]):
+                # ours holds the nonce and the node has not served its receipt yet (still
+                # storing the block's receipts; another node behind a load balancer)
+                return None
             return await self._nonce_lost(intent, txs, head)
         # Unknown to the node (never broadcast, or dropped, or reorged out): send again.
         for t in txs:

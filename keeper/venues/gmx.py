@@ -906,6 +906,11 @@ def _uint(result: CallResult, what: str) -> int:
     return int(_GET_UINT.decode(_ok(result, what))[0])
 
 
+ORDER_GONE_GRACE_BLOCKS = 20
+"""Blocks an order may be missing from ORDER_LIST with no OrderExecuted or OrderCancelled log
+found before it is taken as cancelled."""
+
+
 @dataclass(slots=True)
 class _Cache:
     markets: dict[str, MarketTokens] = field(default_factory=dict)
@@ -913,6 +918,8 @@ class _Cache:
     collateral: tuple[Token, ...] | None = None
     # the block of the last read and the prices it was priced at
     prices: tuple[int, dict[str, TokenPrice]] | None = None
+    # orders seen gone from ORDER_LIST with no log of their fate, and the block first seen so
+    gone: dict[bytes, int] = field(default_factory=dict)
 
 
 class GmxVenue:
@@ -1680,15 +1687,23 @@ class GmxVenue:
             raise VenueError(f"{plan.action.kind} {plan.action.key}: no OrderCreated event mined")
         outcome = await self._order_outcome(key, mined[-1].block_number)
         if outcome is not None:
+            self._cache.gone.pop(key, None)
             return outcome
+        head = await self._reads.block_number()
         (listed,) = _CONTAINS.decode(
             await self._reads.eth_call(
-                self.deployment.data_store, _CONTAINS.encode(ORDER_LIST, key)
+                self.deployment.data_store, _CONTAINS.encode(ORDER_LIST, key), head
             )
         )
         if listed:
             return ActionState.AWAITING_EXECUTION
-        return ActionState.CANCELLED  # gone without an event we could find: reconsider it
+        # Gone without an event we could find. A node may serve a block's state before its
+        # logs (so may a load-balanced endpoint's backends): look again for a while before
+        # taking it as cancelled (and reconsidering the action).
+        first = self._cache.gone.setdefault(key, head)
+        if head - first < ORDER_GONE_GRACE_BLOCKS:
+            return ActionState.AWAITING_EXECUTION
+        return ActionState.CANCELLED
 
     async def _order_outcome(self, key: bytes, from_block: int) -> ActionState | None:
         topics = [

@@ -12,7 +12,8 @@ token, market and account.
 - `RealGmx` drives the chain as GMX's users and keepers do: a trader's orders go through
   ExchangeRouter.multicall(sendWnt, sendTokens, createOrder); the order keeper (account 0)
   executes them with prices signed by the oracle signer (GmOracleProvider reports, EIP-191
-  signatures); the reference feeds (mock Chainlink, 8 decimals) are moved with `set_feed_prices`.
+  signatures); the reference feeds (mock Chainlink, 8 decimals) are moved with `set_feed_prices`;
+  the node's clock and mining with `sync_clock`, `advance_time` and `interval_mining`.
 
 Prices are Decimal USD per whole token (`Decimal(5000)` for ETH), or a (min, max) pair. Every
 transaction is signed locally with Anvil's public test keys and sent raw.
@@ -25,11 +26,15 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -83,6 +88,7 @@ __all__ = [
     "USD",
     "GmxCallError",
     "GmxMarketInfo",
+    "LaggingEndpoint",
     "LiquidationView",
     "OrderCreated",
     "OrderFate",
@@ -181,6 +187,7 @@ _BALANCE_OF = GmxFn.of("ERC20", "balanceOf")
 _ALLOWANCE = GmxFn.of("ERC20", "allowance")
 _APPROVE = GmxFn.of("ERC20", "approve")
 _DECIMALS = GmxFn.of("ERC20", "decimals")
+_SYMBOL = GmxFn.of("ERC20", "symbol")
 
 
 # --- where the state is, and a node on it ---------------------------------------------------
@@ -650,6 +657,32 @@ class RealGmx:
     def block_number(self) -> int:
         return self.chain.block_number()
 
+    def block_time(self) -> int:
+        """The latest block's timestamp."""
+        return int(self.chain.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Moves the chain's clock forward and mines one block at the new time."""
+        self.chain.advance_time(seconds)
+
+    def sync_clock(self) -> int:
+        """Mines a block stamped with the wall clock (never before the latest block): the
+        state's blocks are as old as the state, and a keeper measures a block's age by it.
+        The new block's time."""
+        stamp = max(int(time.time()), self.block_time() + 1)
+        self.rpc("evm_setNextBlockTimestamp", stamp)
+        self.mine()
+        return stamp
+
+    def interval_mining(self, seconds: int) -> None:
+        """Anvil mines a block every `seconds` seconds, transactions or not (they wait for
+        it); 0 puts back Anvil's default of one block per transaction."""
+        if seconds < 0:
+            raise ValueError(f"interval mining: {seconds} s")
+        self.rpc("evm_setIntervalMining", seconds)
+        if seconds == 0:
+            self.rpc("evm_setAutomine", True)
+
     # -- DataStore ------------------------------------------------------------------------------
 
     def get_uint(self, key: bytes) -> int:
@@ -691,6 +724,10 @@ class RealGmx:
             found = int(_DECIMALS.decode(self.eth_call(token, _DECIMALS.encode()))[0])
             self._decimals[token] = found
         return found
+
+    def symbol(self, token: str) -> str:
+        """The token's own symbol (the WETH of addresses.json calls itself WNT)."""
+        return str(_SYMBOL.decode(self.eth_call(token, _SYMBOL.encode()))[0])
 
     def units(self, token: str, amount: Decimal | int) -> int:
         """`amount` whole tokens in the token's smallest unit (exact, or ValueError)."""
@@ -977,6 +1014,12 @@ class RealGmx:
         )
         return self._outcome(key, receipt)
 
+    def execute_pending(self, account: str, prices: Mapping[str, Quote]) -> list[OrderOutcome]:
+        """Executes every pending order of `account` at `prices`, oldest first, as GMX's
+        order keeper does; what GMX did with each."""
+        orders = sorted(self.pending_orders(account), key=lambda o: o.updated_at)
+        return [self.execute_order(o.key, prices) for o in orders]
+
     def _outcome(self, key: bytes, receipt: TxReceipt) -> OrderOutcome:
         fates = {
             EVENT_ORDER_EXECUTED: OrderFate.EXECUTED,
@@ -1049,6 +1092,82 @@ def _event_bytes(data: bytes) -> dict[str, bytes]:
     """The bytesItems of an EventLog2's data (e.g. OrderCancelled's "reasonBytes")."""
     _sender, _name, event = abi_decode(["address", "string", _EVENT_DATA], data)
     return {str(k): bytes(v) for k, v in event[5][0]}
+
+
+class LaggingEndpoint:
+    """A JSON-RPC endpoint in front of a node that answers as the node does, except that what
+    the node indexes after a block's state lags behind it: a transaction's receipt is answered
+    null for `receipt_lag_s` seconds after the node first had it, and eth_getLogs leaves out a
+    block's logs for `log_lag_s` seconds after they were first asked for, while balances,
+    nonces and contract state are current. So do a node still storing a new block's receipts
+    and logs, and an endpoint behind a load balancer whose backends are not all at the same
+    block. `url` is where to point a client; `close()` stops it."""
+
+    def __init__(self, upstream: str, *, receipt_lag_s: float = 0, log_lag_s: float = 0) -> None:
+        self.upstream = upstream
+        self.receipt_lag_s = receipt_lag_s
+        self.log_lag_s = log_lag_s
+        self.held_receipts = 0  # receipts answered null
+        self.held_logs = 0  # logs left out
+        self._first_seen: dict[str, float] = {}  # tx or block hash -> when the node had it
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                request = urllib.request.Request(
+                    endpoint.upstream, body, {"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    answer = json.loads(resp.read())
+                calls = json.loads(body)
+                if isinstance(calls, list):
+                    by_id = {c.get("id"): c for c in calls}
+                    answer = [endpoint.lag(by_id.get(a.get("id"), {}), a) for a in answer]
+                else:
+                    answer = endpoint.lag(calls, answer)
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _young(self, key: str, lag_s: float) -> bool:
+        with self._lock:
+            first = self._first_seen.setdefault(key.lower(), time.monotonic())
+        return time.monotonic() - first < lag_s
+
+    def lag(self, call: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        method, result = call.get("method"), answer.get("result")
+        if (
+            method == "eth_getTransactionReceipt"
+            and result
+            and self._young("tx:" + str(call["params"][0]), self.receipt_lag_s)
+        ):
+            self.held_receipts += 1
+            return {**answer, "result": None}
+        if method == "eth_getLogs" and isinstance(result, list) and self.log_lag_s > 0:
+            kept = [e for e in result if not self._young(str(e["blockHash"]), self.log_lag_s)]
+            self.held_logs += len(result) - len(kept)
+            return {**answer, "result": kept}
+        return answer
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @contextmanager
