@@ -15,8 +15,8 @@ toward minus infinity, `_ceil` toward plus infinity, `_exact` refuses to round);
 the direction that is conservative for the trader (equity down, requirements up).
 
 Ratios are plain `Decimal`, parsed from strings, never from floats. Arithmetic on them runs in
-`CONTEXT` (120 significant digits: 1e30-scaled products need more than the default 28).
-`EXACT` is the same context with `Inexact` trapped, for sums and products that must not round.
+`CONTEXT` (80 significant digits: 1e30-scaled products need more than the default 28).
+`EXACT` (120 digits) has `Inexact` trapped, for sums and products that must not round.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any, Self
 __all__ = [
     "CONTEXT",
     "EXACT",
+    "EXACT_PRECISION",
     "PRECISION",
     "Price",
     "TokenAmount",
@@ -50,8 +51,12 @@ __all__ = [
     "sub_floor",
 ]
 
-PRECISION = 120
+PRECISION = 80
 """Significant digits for ratio arithmetic."""
+
+EXACT_PRECISION = 120
+"""Significant digits of exact arithmetic: a GMX factor (up to 30 digits) times an entry price
+carried to 48 digits must not round."""
 
 MAX_DECIMALS = 77
 """The largest scale a value type accepts (uint256 holds 77 full decimal digits)."""
@@ -61,14 +66,15 @@ CONTEXT = Context(
     rounding=ROUND_HALF_EVEN,
     traps=[InvalidOperation, DivisionByZero, Overflow],
 )
-"""The context for ratio arithmetic: 120 digits, half-even, invalid operations raise."""
+"""The context for ratio arithmetic: 80 digits, half-even, invalid operations raise."""
 
 EXACT = Context(
-    prec=PRECISION,
+    prec=EXACT_PRECISION,
     rounding=ROUND_HALF_EVEN,
     traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
 )
-"""Like CONTEXT, but any result that would need rounding raises `decimal.Inexact`."""
+"""Like CONTEXT with 120 digits, and any result that would need rounding raises
+`decimal.Inexact`."""
 
 _FLOOR = Context(prec=PRECISION, rounding=ROUND_FLOOR, traps=[InvalidOperation, DivisionByZero])
 _CEIL = Context(prec=PRECISION, rounding=ROUND_CEILING, traps=[InvalidOperation, DivisionByZero])
@@ -91,17 +97,17 @@ def parse_decimal(value: str | int | Decimal, *, name: str = "value") -> Decimal
 
 
 def div_floor(numerator: Decimal, denominator: Decimal) -> Decimal:
-    """numerator / denominator to 120 significant digits, rounded toward minus infinity."""
+    """numerator / denominator to 80 significant digits, rounded toward minus infinity."""
     return _FLOOR.divide(numerator, denominator)
 
 
 def div_ceil(numerator: Decimal, denominator: Decimal) -> Decimal:
-    """numerator / denominator to 120 significant digits, rounded toward plus infinity."""
+    """numerator / denominator to 80 significant digits, rounded toward plus infinity."""
     return _CEIL.divide(numerator, denominator)
 
 
 def sub_floor(minuend: Decimal, subtrahend: Decimal) -> Decimal:
-    """minuend - subtrahend to 120 significant digits, rounded toward minus infinity."""
+    """minuend - subtrahend to 80 significant digits, rounded toward minus infinity."""
     return _FLOOR.subtract(minuend, subtrahend)
 
 

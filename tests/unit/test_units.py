@@ -127,7 +127,7 @@ def test_parse_decimal_refuses_floats_and_non_finite() -> None:
 
 
 def test_context_is_wide_enough_for_1e30_values() -> None:
-    assert CONTEXT.prec == 120  # a 30-digit factor times a 48-digit entry, and more
+    assert (CONTEXT.prec, EXACT.prec) == (80, 120)  # exact: a 30-digit factor x a 48-digit entry
     big = Decimal(123456789 * 10**30) * Decimal(987654321 * 10**30)
     with localcontext(EXACT):
         assert Decimal(123456789 * 10**30) * Decimal(987654321 * 10**30) == big
