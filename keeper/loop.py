@@ -284,7 +284,9 @@ class Executor:
         if refused is not None:
             out.append(refused)
             return out
-        outcome = await self.txs.submit(TxRequest(intent.id, step.to, step.data, step.value))
+        outcome = await self.txs.submit(
+            TxRequest(intent.id, step.to, step.data, step.value, step.gas_headroom)
+        )
         out.append(self._sent(intent, action.kind, outcome))
         return out
 

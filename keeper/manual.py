@@ -256,7 +256,7 @@ async def prepare_action(runtime: Session, action: Action, snap: Snapshot) -> Pl
         raise ManualError(str(exc)) from None
     steps: list[StepCost] = []
     for i, step in enumerate(plan.steps):
-        request = SignedRequest(0, step.to, step.data, step.value)
+        request = SignedRequest(0, step.to, step.data, step.value, step.gas_headroom)
         can_simulate = i == 0 or (i < plan.approvals) or plan.approvals == 0
         if not can_simulate:
             steps.append(StepCost(step.description, step.to, None, False, None))

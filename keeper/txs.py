@@ -178,6 +178,7 @@ class TxRequest:
     to: str
     data: bytes = b""
     value: int = 0
+    gas_headroom: int = 0  # the venue's own, on top of the config's (see venues.base.TxRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,8 @@ class TxManager:
         estimate = _quantity(await self.rpc.request("eth_estimateGas", [tx]))
         if estimate is None:
             raise RpcError("eth_estimateGas", "answer is not a quantity")
-        return _ceil_mul(estimate, self.config.gas_margin) + self.config.gas_headroom
+        headroom = self.config.gas_headroom + request.gas_headroom
+        return _ceil_mul(estimate, self.config.gas_margin) + headroom
 
     def _tx_dict(self, request: TxRequest, nonce: int, fees: Fees, gas: int) -> dict[str, Any]:
         return {

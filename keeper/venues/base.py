@@ -108,16 +108,21 @@ class Watch:
 @dataclass(frozen=True, slots=True)
 class TxRequest:
     """One transaction to send: `data` to `to` with `value` wei; `description` says what it
-    does in words (for logs, the journal and dry runs)."""
+    does in words (for logs, the journal and dry runs). `gas_headroom` is gas the venue knows
+    the call may need beyond what it is estimated at now (state the call writes the first time
+    once time has passed, such as a funding update), added to the transaction's gas limit."""
 
     to: str
     data: bytes
     value: int = 0
     description: str = ""
+    gas_headroom: int = 0
 
     def __post_init__(self) -> None:
         if self.value < 0:
             raise ValueError(f"{self.description or 'transaction'}: value must not be negative")
+        if self.gas_headroom < 0:
+            raise ValueError(f"{self.description or 'transaction'}: gas_headroom must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

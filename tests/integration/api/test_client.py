@@ -17,6 +17,8 @@ from web3.providers.rpc import AsyncHTTPProvider
 import keeper
 from keeper import sync
 from keeper.testing.devnet import Devnet
+from keeper.testing.helpers import advance_time
+from keeper.txs import TxRequest
 from tests.integration.keeper.test_keeper_e2e import write_config
 
 pytestmark = pytest.mark.integration
@@ -156,3 +158,29 @@ def test_the_blocking_client_and_a_config(devnet: Devnet, tmp_path: Path) -> Non
         assert again.key == view.key
         with pytest.raises(keeper.ManualError, match="no key"):
             reader.prepare_close(again)
+
+
+async def test_the_gas_limit_covers_the_first_funding_update_after_an_open(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """Estimated in the open's block, mined once time has passed: the first funding update
+    writes the market's indexes (81k gas estimated then, 192k needed five seconds later); the
+    venue's gas headroom covers it."""
+    trader = devnet.account("trader")
+    key = devnet.open_isolated(trader, "ETH", long=True, collateral=2_000, size=10)
+    async with await keeper.connect(
+        devnet.url, addresses=addresses(devnet), multicall=devnet.deployment.multicall,
+        accounts=[trader.address], signer=trader, journal=tmp_path / "journal.sqlite",
+    ) as client:  # fmt: skip
+        assert client.txs is not None
+        plan = await client.prepare_top_up("0x" + key.hex(), "500")
+        [step] = plan.transactions.steps
+        request = TxRequest(0, step.to, step.data, step.value, step.gas_headroom)
+        limit = await client.txs.estimate_gas(request)  # at the open's block: no time passed
+        advance_time(devnet.url, 5)
+        call = {"from": trader.address, "to": step.to, "data": "0x" + step.data.hex()}
+        needed = int(await client.rpc.request("eth_estimateGas", [call]), 16)
+        assert needed > 150_000  # the funding update writes its slots now
+        assert limit >= needed, (limit, needed)
+        outcome = await client.send(plan)
+        assert outcome.done, outcome
