@@ -380,6 +380,38 @@ def parse_data_response(
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+def http_fault(
+    method: str, endpoint: str, exc: aiohttp.ClientError | TimeoutError, text: str
+) -> RpcTransportError:
+    """The RpcError of an HTTP call that failed in aiohttp (ours, or web3's HTTP provider's),
+    with `may_have_arrived` False only where the request certainly did not reach the node;
+    `text` is the error's text without the endpoint's credentials."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RpcTimeoutError(
+            method, "timed out connecting", endpoint=endpoint, may_have_arrived=False
+        )
+    if isinstance(exc, TimeoutError):
+        return RpcTimeoutError(method, "timed out", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return RpcTransportError(
+            method,
+            f"HTTP {exc.status}",
+            endpoint=endpoint,
+            status=exc.status,
+            may_have_arrived=exc.status != 429,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return RpcTransportError(
+            method,
+            f"cannot connect: {type(exc).__name__}: {exc.os_error}",
+            endpoint=endpoint,
+            may_have_arrived=False,
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return RpcTransportError(method, f"answer cut short: {text}", endpoint=endpoint)
+    return RpcTransportError(method, f"{type(exc).__name__}: {text}", endpoint=endpoint)
+
+
 class HttpJsonRpc:
     """One HTTP endpoint, no retries: callers decide what to retry.
 
@@ -421,27 +453,8 @@ class HttpJsonRpc:
         try:
             async with session.post(self.url, data=body, headers=_JSON_HEADERS) as resp:
                 return request_id, resp.status, await resp.read()
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise RpcTimeoutError(
-                method, "timed out connecting", endpoint=self.label, may_have_arrived=False
-            ) from exc
-        except TimeoutError as exc:
-            raise RpcTimeoutError(method, "timed out", endpoint=self.label) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise RpcTransportError(
-                method,
-                f"cannot connect: {type(exc).__name__}: {exc.os_error}",
-                endpoint=self.label,
-                may_have_arrived=False,
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise RpcTransportError(
-                method, f"answer cut short: {self._scrub(exc)}", endpoint=self.label
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise RpcTransportError(
-                method, f"{type(exc).__name__}: {self._scrub(exc)}", endpoint=self.label
-            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise http_fault(method, self.label, exc, self._scrub(exc)) from exc
 
     def _scrub(self, exc: BaseException) -> str:
         """The error's text without the URL (which may hold an API key)."""

@@ -67,6 +67,7 @@ from keeper.chain.jsonrpc import (
     RpcTransportError,
     endpoint_label,
     hex_data,
+    http_fault,
 )
 from keeper.chain.rpc import BlockHeader
 
@@ -230,33 +231,15 @@ class Web3Rpc:
             )
         except RpcError:
             raise
-        except aiohttp.ClientResponseError as exc:
-            raise RpcTransportError(
-                method,
-                f"HTTP {exc.status}",
-                endpoint=self.label,
-                status=exc.status,
-                may_have_arrived=exc.status != 429,
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise RpcTransportError(
-                method,
-                f"cannot connect: {type(exc).__name__}: {exc.os_error}",
-                endpoint=self.label,
-                may_have_arrived=False,
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise RpcTransportError(
-                method, f"answer cut short: {self._scrub(exc)}", endpoint=self.label
-            ) from exc
-        except (TimeoutError, TimeExhausted) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise http_fault(method, self.label, exc, self._scrub(exc)) from exc
+        except TimeExhausted as exc:
             raise RpcTimeoutError(method, "timed out", endpoint=self.label) from exc
         except ValueError as exc:  # the answer is not JSON (web3 decodes it before we see it)
             raise RpcMalformedResponseError(
                 method, f"answer is not JSON-RPC: {self._scrub(exc):.120}", endpoint=self.label
             ) from exc
         except (
-            aiohttp.ClientError,
             OSError,
             EOFError,
             WebSocketException,
