@@ -43,12 +43,11 @@ from keeper.loop import Keeper, LoopSettings, NoEvents, TickReport
 from keeper.manual import ManualError, Plan, execute, prepare
 from keeper.model import Market, Position, Snapshot, Token
 from keeper.policy import Budget, Thresholds
-from keeper.runtime import open_runtime, open_venue, pick_token, thresholds_for
+from keeper.runtime import open_runtime, open_venue, pick_token, rebuild_for, thresholds_for
 from keeper.signer import Signer
 from keeper.txs import FeePolicy, Rebuild, TxConfig, TxManager
 from keeper.units import TokenAmount
 from keeper.venues.base import Execution, Venue, Watch
-from keeper.venues.gmx import GmxVenue, gmx_rebuild
 from keeper.views import PositionView, position_views
 
 __all__ = ["Client", "Outcome", "Step", "budget_in", "connect"]
@@ -163,7 +162,7 @@ class Client:
             budget=runtime.budget,
             thresholds=thresholds_for(config, runtime.venue.name),
             poll_interval=runtime.poll_interval,
-            rebuild=_rebuild(runtime.venue, runtime.journal),
+            rebuild=rebuild_for(runtime.venue, runtime.journal),
         )
 
     async def __aenter__(self) -> Self:
@@ -359,10 +358,6 @@ class _Reports(NoEvents):
         self.queue.put_nowait(report)
 
 
-def _rebuild(venue: Venue, journal: Journal) -> Rebuild | None:
-    return gmx_rebuild(venue, journal) if isinstance(venue, GmxVenue) else None
-
-
 async def connect(
     source: AsyncWeb3[Any] | JsonRpc | str | Sequence[str],
     *,
@@ -448,7 +443,7 @@ async def connect(
         journal=book,
         txs=txs,
         wallet_token=token,
-        rebuild=_rebuild(opened, book) if book is not None else None,
+        rebuild=rebuild_for(opened, book) if book is not None else None,
         owns_rpc=owns,
     )
 

@@ -32,7 +32,6 @@ from keeper.units import TokenAmount
 
 ENV_PREFIX: Final = "KEEPER__"
 DEVNET_CHAIN_IDS: Final = frozenset({31337, 1337})
-MULTICALL3: Final = "0xcA11bde05977b3631167028862bE2a173976CA11"
 
 # chain id -> (name, kind of L1 fee accounting)
 KNOWN_CHAINS: Final[Mapping[int, tuple[str, str]]] = {

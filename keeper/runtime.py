@@ -24,7 +24,7 @@ from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
 from keeper.model import Severity, Snapshot, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
-from keeper.txs import ChainKind, FeePolicy, TxConfig, TxManager
+from keeper.txs import ChainKind, FeePolicy, Rebuild, TxConfig, TxManager
 from keeper.venues.base import Execution, Venue, VenueError, Watch
 from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
@@ -82,6 +82,12 @@ def rpc_for(config: Config) -> FailoverRpc:
     return FailoverRpc(
         list(config.chain.rpc), max_lag=config.chain.lag_blocks, transport=config.chain.transport
     )
+
+
+def rebuild_for(venue: Venue, journal: Journal) -> Rebuild | None:
+    """The transaction manager's hook for replacements, where the venue needs one (GMX: the
+    execution fee repriced at the replacement's gas price)."""
+    return gmx_rebuild(venue, journal) if isinstance(venue, GmxVenue) else None
 
 
 def thresholds_for(config: Config, venue_name: str) -> Thresholds:
@@ -221,12 +227,7 @@ async def check_against_chain(config: Config) -> list[str]:
         f"watched: {len(snap.positions)} position(s), {len(snap.accounts)} cross account(s) "
         f"at block {snap.block_number}",
     ]
-    for p in snap.positions:
-        if p.collateral_token.address != token.address:
-            lines.append(
-                f"warning: position {p.key} holds {p.collateral_token.symbol} as collateral, not "
-                f"{token.symbol}: the keeper can reduce or close it, not top it up"
-            )
+    lines += [f"warning: {line}" for line in other_collateral(snap, token)]
     if sequencer is not None:
         lines.append(sequencer)
     lines += [f"warning: {issue.message}" for issue in read.issues]
@@ -461,11 +462,7 @@ async def run_keeper(
             ),
             txs=None if dry else runtime.txs,
             events=OpsEvents(metrics, alerter, runtime.rpc),
-            rebuild=(
-                gmx_rebuild(runtime.venue, runtime.journal)
-                if isinstance(runtime.venue, GmxVenue)
-                else None
-            ),
+            rebuild=rebuild_for(runtime.venue, runtime.journal),
         )
         who = runtime.signer.address if runtime.signer else "no key"
         log.info(
@@ -500,15 +497,16 @@ async def _check_watch(runtime: Runtime) -> None:
                 ident,
                 ", ".join(sorted(markets)),
             )
-    token = runtime.budget_token
-    for p in read.snapshot.positions:
-        if p.collateral_token.address != token.address:
-            log.warning(
-                "position %s (%s %s) holds %s as collateral, the budget is in %s: it is "
-                "protected by reduce and close only",
-                p.key,
-                p.market_id,
-                p.side.value,
-                p.collateral_token.symbol,
-                token.symbol,
-            )
+    for line in other_collateral(read.snapshot, runtime.budget_token):
+        log.warning("%s", line)
+
+
+def other_collateral(snapshot: Snapshot, token: Token) -> list[str]:
+    """A line for each position whose collateral is not `token` (the budget's): reduce and
+    close only."""
+    return [
+        f"position {p.key} ({p.market_id} {p.side.value}) holds {p.collateral_token.symbol} as "
+        f"collateral, the budget is in {token.symbol}: it is protected by reduce and close only"
+        for p in snapshot.positions
+        if p.collateral_token.address != token.address
+    ]

@@ -10,8 +10,9 @@ import pytest
 
 from keeper.config import ConfigError, load
 from keeper.model import Token
-from keeper.runtime import pick_token, resolve_budget
-from tests.unit.margin_factories import USDC, WETH
+from keeper.runtime import other_collateral, pick_token, resolve_budget
+from keeper.units import TokenAmount
+from tests.unit.margin_factories import USDC, WETH, ref_market, ref_position, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 USDC_E = Token("0xUSDCe", "USDC.e", 6)
@@ -73,3 +74,12 @@ async def test_decimals_that_differ_from_the_tokens_are_a_config_error() -> None
     assert budget.reserve.decimals == 18
     assert budget.max_top_up_per_position.raw == 5000 * 10**18
     assert Decimal(budget.max_spend_per_day.raw) == Decimal(20_000) * 10**18
+
+
+def test_positions_in_another_collateral_are_named() -> None:
+    weth = replace(ref_position(key="w"), collateral_token=WETH, collateral=TokenAmount(1, 18))
+    snap = snapshot((ref_market(),), (ref_position(), weth))
+    [line] = other_collateral(snap, USDC)
+    assert line.startswith("position w (TOK-USD long) holds WETH as collateral")
+    assert "budget is in USDC: it is protected by reduce and close only" in line
+    assert other_collateral(snapshot((ref_market(),), (ref_position(),)), USDC) == []
