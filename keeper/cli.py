@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from eth_utils.address import is_address, to_checksum_address
+
 from keeper import margin
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
@@ -47,6 +49,7 @@ from keeper.runtime import (
     StartError,
     check_against_chain,
     connect_venue,
+    open_runtime,
     rpc_for,
     run_keeper,
 )
@@ -61,7 +64,7 @@ from keeper.units import (
     quantize_ceil,
     quantize_floor,
 )
-from keeper.venues.base import ReadIssue, VenueError, Watch
+from keeper.venues.base import Delegates, ReadIssue, VenueError, Watch
 from keeper.venues.reference import ReferenceVenue
 from keeper.views import position_views
 
@@ -153,6 +156,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
     _positions_parser(commands)
     _operator_parsers(commands)
     _demo_parsers(commands)
+    _gmx_parsers(commands)
     return parser, calc, cross
 
 
@@ -1105,6 +1109,145 @@ _OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reduce": _manual,
     "close": _manual,
 }
+
+
+# -- gmx subaccount -------------------------------------------------------------------------------
+
+SUBACCOUNT_EPILOG = """\
+The trader sends the printed transactions with the main key (its own wallet, or
+`cast send TO DATA --value VALUE`); the keeper's key (the config's signer, or
+--subaccount) then acts only through GMX's SubaccountRouter: orders whose receiver
+is the trader, at most --max-actions of them, until the expiry.
+Set accounts.delegated = true in the config to run the keeper this way.
+"""
+
+
+def _gmx_parsers(commands: Any) -> None:
+    gmx = commands.add_parser("gmx", help="GMX tools", description="GMX v2 tools.")
+    gmx_sub = gmx.add_subparsers(dest="gmx_command", required=True, parser_class=_Parser)
+    sub = gmx_sub.add_parser(
+        "subaccount",
+        help="the subaccount setup the trader sends, and its state",
+        description="Show each watched account's grant to the keeper's subaccount key, and the "
+        "transactions the trader sends with the main key to give it: addSubaccount, the "
+        "maximum order action count, the expiry, optionally the auto top-up of the "
+        "subaccount's gas money, and the approval of GMX's Router for top-ups.",
+        epilog=SUBACCOUNT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("--config", metavar="FILE", required=True)
+    sub.add_argument(
+        "--subaccount", metavar="ADDRESS", help="the keeper's address (default: the signer's)"
+    )
+    sub.add_argument("--max-actions", metavar="N", type=int, default=1000)
+    sub.add_argument("--days", metavar="D", type=int, default=90, help="grant length in days")
+    sub.add_argument(
+        "--auto-top-up",
+        metavar="WEI",
+        type=int,
+        default=0,
+        help="most WNT (wei) GMX pays the subaccount back per action for its gas (0: none)",
+    )
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.set_defaults(parser=sub)
+
+
+def _gmx_command(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    if config is None:
+        return 2
+    if config.venue.kind != "gmx":
+        print(f"keeper: {args.config}: venue.kind is {config.venue.kind}, not gmx", file=sys.stderr)
+        return 2
+    for name in ("max_actions", "days"):
+        if getattr(args, name) <= 0:
+            print(f"keeper: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    if args.auto_top_up < 0:
+        print("keeper: --auto-top-up must not be negative", file=sys.stderr)
+        return 2
+    if args.subaccount is not None and not is_address(args.subaccount):
+        print(f"keeper: --subaccount: {args.subaccount!r} is not an address", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_subaccount_report(config, args))
+    except (StartError, RpcError, VenueError, SignerError) as exc:
+        print(f"keeper: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"subaccount {report['subaccount']} on chain {report['chain_id']}")
+    for row in report["accounts"]:
+        state = "active" if row["active"] else "NOT ACTIVE"
+        print(f"\naccount {row['account']}: {state}")
+        print(f"  order actions left {row['actions_left']}, expires at {row['expires_at']}")
+        print(f"  top-ups it can pay now: {row['top_up_left']} {report['token']}")
+        for problem in row["problems"]:
+            print(f"  ! {problem}")
+        print("  the trader sends, with the main key:")
+        for tx in row["setup"]:
+            print(f"    {tx['description']}")
+            print(f"      cast send {tx['to']} {tx['data']} --value {tx['value']}")
+    return 0
+
+
+async def _subaccount_report(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    runtime = await open_runtime(config, need_signer=False, prompt=True, check_delegation=False)
+    try:
+        venue = runtime.venue
+        if not isinstance(venue, Delegates):
+            raise VenueError(f"venue {venue.name} has no subaccounts")
+        if args.subaccount is not None:
+            delegate: str = to_checksum_address(args.subaccount)
+        elif runtime.signer is not None:
+            delegate = runtime.signer.address
+        else:
+            raise StartError("no subaccount: the config has no signer; give --subaccount")
+        head = await runtime.rpc.get_block("latest")
+        expires_at = head.timestamp + args.days * 86400
+        token = runtime.budget_token
+        rows = []
+        for account in config.accounts:
+            grant = await venue.delegation(account, delegate, token=token.address)
+            setup = await venue.delegation_setup(
+                account,
+                delegate,
+                max_actions=args.max_actions,
+                expires_at=expires_at,
+                token=token.address,
+                **({"auto_top_up": args.auto_top_up} if args.auto_top_up else {}),
+            )
+            rows.append(
+                {
+                    "account": account,
+                    "active": grant.active,
+                    "actions_left": grant.actions_left,
+                    "expires_at": grant.expires_at,
+                    "top_up_left": str(grant.top_up_left) if grant.top_up_left else None,
+                    "problems": list(grant.problems),
+                    "setup": [
+                        {
+                            "to": tx.to,
+                            "value": tx.value,
+                            "data": "0x" + tx.data.hex(),
+                            "description": tx.description,
+                        }
+                        for tx in setup
+                    ],
+                }
+            )
+        return {
+            "subaccount": delegate,
+            "chain_id": config.chain.chain_id,
+            "token": token.symbol,
+            "accounts": rows,
+        }
+    finally:
+        await runtime.close()
+
+
+_OPERATOR_COMMANDS["gmx"] = _gmx_command
 
 
 # -- demo, devnet, keystore ---------------------------------------------------------------------

@@ -61,6 +61,7 @@ GMX_ADDRESS_KEYS: Final = (
     "referral_storage",
     "event_emitter",
 )
+GMX_OPTIONAL_ADDRESS_KEYS: Final = ("subaccount_router",)
 SIGNER_SOURCES: Final = ("keystore", "env", "none")
 ALERT_KINDS: Final = ("webhook", "slack", "discord", "telegram")
 TELEGRAM_API: Final = "https://api.telegram.org"
@@ -220,6 +221,10 @@ class Config:
     metrics: MetricsConfig | None
     alerts: tuple[AlertSinkConfig, ...]
     alert_dedup_window_s: int
+    delegated: bool = False
+    """accounts.delegated: the signer is a delegate of every watched account (a GMX
+    subaccount), not the account itself: it pays gas, top-ups come from each account's own
+    wallet, and the keeper starts only while every grant is active."""
 
     @property
     def sends(self) -> bool:
@@ -521,7 +526,7 @@ def _venue(r: _Reader, data: Mapping[str, Any]) -> VenueConfig | None:
             if ok:
                 addresses[name] = ok
         return VenueConfig(kind=kind, addresses=addresses) if len(addresses) == 2 else None
-    r.unknown(t, p, ("kind", "preset", *GMX_ADDRESS_KEYS))
+    r.unknown(t, p, ("kind", "preset", *GMX_ADDRESS_KEYS, *GMX_OPTIONAL_ADDRESS_KEYS))
     preset = r.choice(t, "preset", p, GMX_PRESETS, None)
     for name in GMX_ADDRESS_KEYS:
         if name in t:
@@ -532,12 +537,17 @@ def _venue(r: _Reader, data: Mapping[str, Any]) -> VenueConfig | None:
             r.fail(
                 f"{p}.{name}", f"missing; give the address, or a preset ({', '.join(GMX_PRESETS)})"
             )
+    for name in GMX_OPTIONAL_ADDRESS_KEYS:
+        if name in t:
+            ok = r.address(t[name], f"{p}.{name}")
+            if ok:
+                addresses[name] = ok
     return VenueConfig(kind=kind, addresses=addresses, preset=preset)
 
 
 def _accounts(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
     t = r.table(data, "accounts", "")
-    r.unknown(t, "accounts", ("watch",))
+    r.unknown(t, "accounts", ("watch", "delegated"))
     watch = t.get("watch")
     if not isinstance(watch, list) or not watch:
         r.fail("accounts.watch", "expected a non-empty list of account addresses")
@@ -860,6 +870,7 @@ def parse(
     chain = _chain(r, data, base)
     venue = _venue(r, data)
     accounts = _accounts(r, data)
+    delegated = r.get(r.table(data, "accounts", ""), "delegated", "accounts", bool, False)
     signer = _signer(r, data, base, mode)
     thresholds = _thresholds(r, data)
     budget = _budget(r, data, venue.kind if venue else None)
@@ -876,6 +887,11 @@ def parse(
             f"a raw key from the environment is refused on chain {chain.chain_id} "
             "(not a devnet); use a keystore, or set signer.allow_raw_key = true",
         )
+    if delegated and venue is not None and venue.kind != "gmx":
+        r.fail(
+            "accounts.delegated",
+            f"venue {venue.kind} has no delegates in this keeper (GMX subaccounts have)",
+        )
     if r.problems:
         raise ConfigError(source, r.problems)
     if not (chain and venue and signer and thresholds and budget and mode and journal):
@@ -889,6 +905,7 @@ def parse(
         chain=chain,
         venue=venue,
         accounts=accounts,
+        delegated=bool(delegated),
         signer=signer,
         thresholds=thresholds,
         budget=budget,

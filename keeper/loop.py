@@ -684,7 +684,12 @@ class Keeper:
         payload = action_payload(action, snap)
         skip = held
         txs = self.txs
-        if skip is None and txs is not None and action.account.lower() != txs.sender.lower():
+        if (
+            skip is None
+            and txs is not None
+            and not self.watch.delegated
+            and action.account.lower() != txs.sender.lower()
+        ):
             skip = f"position of {action.account}; the keeper signs as {txs.sender}"
         if skip is not None:
             # not sending: record a decision once, not again on every block it stays the same

@@ -308,6 +308,11 @@ class Snapshot:
     markets: tuple[Market, ...]
     positions: tuple[Position, ...] = ()
     accounts: tuple[CrossAccount, ...] = ()
+    funds: Mapping[str, TokenAmount] | None = field(default=None, hash=False)
+    """Delegated mode (the keeper signs as a delegate of the watched accounts: a GMX
+    subaccount, a reference-exchange operator): what each account's own wallet can pay into
+    top-ups through the venue, in the wallet's token, keyed by the account as positions name
+    it; an account missing here can pay nothing. None: top-ups are paid from `wallet`."""
     _markets: Mapping[tuple[str, str], Market] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -333,6 +338,11 @@ class Snapshot:
             for k in a.position_keys:
                 if k not in positions.get(a.venue, {}):
                     raise ValueError(f"snapshot: account {a.key} lists unknown position {k}")
+        if self.funds is not None:
+            for account, amount in self.funds.items():
+                if amount.decimals != self.wallet.token.decimals:
+                    raise ValueError(f"snapshot: funds of {account} not in the wallet's token")
+            object.__setattr__(self, "funds", MappingProxyType(dict(self.funds)))
         object.__setattr__(self, "_markets", MappingProxyType(markets))
         object.__setattr__(
             self,
@@ -350,6 +360,7 @@ class Snapshot:
         positions: tuple[Position, ...],
         accounts: tuple[CrossAccount, ...],
         positions_index: Mapping[str, dict[str, Position]],
+        funds: Mapping[str, TokenAmount] | None = None,
     ) -> Snapshot:
         """Trusted: the caller has validated. Builds the Snapshot without `__post_init__`.
 
@@ -369,6 +380,7 @@ class Snapshot:
         setattr_(obj, "markets", markets)
         setattr_(obj, "positions", positions)
         setattr_(obj, "accounts", accounts)
+        setattr_(obj, "funds", None if funds is None else MappingProxyType(dict(funds)))
         setattr_(obj, "_markets", MappingProxyType({(m.venue, m.market_id): m for m in markets}))
         setattr_(
             obj,
@@ -398,6 +410,7 @@ if Snapshot.__slots__ != (
     "markets",
     "positions",
     "accounts",
+    "funds",
     "_markets",
     "_positions",
 ):

@@ -440,6 +440,10 @@ def decide(
 ) -> list[Action]:
     """The actions to take on this snapshot, most endangered first.
 
+    Top-ups draw on the wallet's balance less the reserve, within the day's and the
+    position's caps. In delegated mode (`snapshot.funds` set) each account's top-ups draw on
+    what its own wallet can pay less the reserve instead, and the day's cap binds them all.
+
     Raises TypeError if the budget is not in the wallet's token units.
     """
     wallet = snapshot.wallet
@@ -466,9 +470,16 @@ def decide(
     ]
     cases.sort(key=_Case.sort_key)
 
+    funds = snapshot.funds
+    if funds is not None:  # delegated: each account pays from its own wallet, the day's cap binds
+        pool = (budget.max_spend_per_day - spent).max(zero)
+        left = {a: (f - budget.reserve).max(zero) for a, f in funds.items()}
     actions: list[Action] = []
     for case in cases:
         available = pool.min(budget.max_top_up_per_position)
+        account = case.subject.account
+        if funds is not None:
+            available = available.min(left.get(account, zero))
         payable = case.subject.token == wallet.token
         if not payable:  # the wallet cannot pay in this token: reduce and close only
             available = case.subject.collateral.zero()
@@ -476,6 +487,8 @@ def decide(
         for action in decided:
             if isinstance(action, TopUp):
                 pool = pool - action.amount
+                if funds is not None:
+                    left[account] = left.get(account, zero) - action.amount
         actions.extend(decided)
     return actions
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -25,7 +25,7 @@ from keeper.model import Severity, Snapshot, Token
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, Rebuild, TxConfig, TxManager
-from keeper.venues.base import Execution, Venue, VenueError, Watch
+from keeper.venues.base import Delegates, Delegation, Execution, Venue, VenueError, Watch
 from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
 
@@ -295,7 +295,30 @@ class Runtime:
             self.config.accounts,
             self.signer.address if self.signer else None,
             self.budget_token.address,
+            delegated=self.config.delegated and self.signer is not None,
         )
+
+
+async def check_delegations(
+    venue: Venue, accounts: Sequence[str], delegate: str, token: str
+) -> list[Delegation]:
+    """Each watched account's grant to `delegate` (accounts.delegated); StartError naming
+    every account whose grant is not active, and why. What is active but soon unusable (few
+    actions left, near expiry) is logged as a warning and returned for alerts."""
+    if not isinstance(venue, Delegates):
+        raise StartError(f"accounts.delegated: venue {venue.name} has no delegates")
+    grants = [await venue.delegation(a, delegate, token=token) for a in accounts]
+    inactive = [g for g in grants if not g.active]
+    if inactive:
+        lines = "; ".join(f"{g.account}: {', '.join(g.problems)}" for g in inactive)
+        raise StartError(
+            f"accounts.delegated: {delegate} cannot act for {lines} "
+            "(the trader sets it up with `keeper gmx subaccount`)"
+        )
+    for g in grants:
+        if g.problems:
+            log.warning("delegation of %s to %s: %s", g.account, delegate, "; ".join(g.problems))
+    return grants
 
 
 async def open_runtime(
@@ -304,10 +327,12 @@ async def open_runtime(
     need_signer: bool,
     environ: Mapping[str, str] | None = None,
     prompt: bool = False,
+    check_delegation: bool = True,
 ) -> Runtime:
     """Connects to the chain and the venue, opens the journal and loads the key.
 
-    Checks the chain id against the config before anything else is done.
+    Checks the chain id against the config before anything else is done, and in delegated
+    mode (accounts.delegated) that the key may act for every account (`check_delegation`).
     """
     env = os.environ if environ is None else environ
     source = key_source(config, prompt=prompt)
@@ -324,6 +349,8 @@ async def open_runtime(
             )
         venue = await connect_venue(config, rpc)
         token, budget = await resolve_budget(config, venue)
+        if config.delegated and signer is not None and check_delegation:
+            await check_delegations(venue, config.accounts, signer.address, token.address)
     except BaseException:
         await rpc.close()
         raise

@@ -41,6 +41,8 @@ from keeper.units import TokenAmount, Usd
 
 __all__ = [
     "ActionState",
+    "Delegates",
+    "Delegation",
     "Execution",
     "LogEntry",
     "MinedTx",
@@ -103,6 +105,10 @@ class Watch:
     accounts: tuple[str, ...]
     wallet: str | None = None
     wallet_token: str | None = None
+    delegated: bool = False
+    """The wallet signs as a delegate of every watched account (`Delegates`), not as the
+    account: top-ups are paid from each account's own wallet through the venue, and the read
+    fills `Snapshot.funds` with what each can pay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +272,50 @@ class SimulatesExecution(Protocol):
     async def simulate_execution(self, plan: TxPlan, snapshot: Snapshot) -> RevertReason | None:
         """None when the venue would execute the request `plan` creates at the prices
         `snapshot` was read at; else the decoded reason it would refuse or cancel it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """Whether `delegate` may act for `account` on a venue, and for how long.
+
+    `active`: the account has named the delegate and the grant is usable now (not expired,
+    actions left, not revoked). `actions_left`: how many more actions the venue allows (None:
+    the venue sets no count). `expires_at`: unix seconds after which the grant lapses (None:
+    it does not lapse). `top_up_left`: how much more the delegate may pay into positions from
+    the account's wallet, in the account's `token` (None: the venue sets no such cap; the
+    wallet's balance and its ERC-20 allowance to the venue still bound it). `problems` says in
+    words what makes it inactive or soon unusable (empty when all is well).
+    """
+
+    account: str
+    delegate: str
+    active: bool
+    actions_left: int | None = None
+    expires_at: int | None = None
+    top_up_left: TokenAmount | None = None
+    problems: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Delegates(Protocol):
+    """A venue where a trader can let another key act on the trader's positions, with limits,
+    paying only ever to the trader (GMX's SubaccountRouter, the reference exchange's
+    operators). `build` acts as the delegate when the action's account is not the sender."""
+
+    async def delegation(
+        self, account: str, delegate: str, *, token: str | None = None
+    ) -> Delegation:
+        """The grant `account` gave `delegate` at the latest block (`token`: the token
+        top-ups are paid in, for `top_up_left`)."""
+        ...
+
+    async def delegation_setup(
+        self, account: str, delegate: str, *, max_actions: int, expires_at: int, token: str
+    ) -> tuple[TxRequest, ...]:
+        """The transactions `account` sends with its own key to let `delegate` act for it:
+        at most `max_actions` actions until `expires_at` (unix seconds), with top-ups paid in
+        `token` from its wallet."""
         ...
 
 

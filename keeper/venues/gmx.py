@@ -88,6 +88,7 @@ from keeper.txs import TxRequest as ManagerRequest
 from keeper.units import CONTEXT, Price, TokenAmount, Usd
 from keeper.venues.base import (
     ActionState,
+    Delegation,
     Execution,
     MinedTx,
     OpenInterest,
@@ -170,6 +171,11 @@ INCREASE_ORDER_GAS_LIMIT = name_key("INCREASE_ORDER_GAS_LIMIT")
 DECREASE_ORDER_GAS_LIMIT = name_key("DECREASE_ORDER_GAS_LIMIT")
 SINGLE_SWAP_GAS_LIMIT = name_key("SINGLE_SWAP_GAS_LIMIT")
 ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
+# SubaccountRouter counts every createOrder, updateOrder and cancelOrder as one of these
+SUBACCOUNT_ORDER_ACTION = name_key("SUBACCOUNT_ORDER_ACTION")
+# alert when a subaccount has fewer actions left than this, or expires within this many seconds
+SUBACCOUNT_LOW_ACTIONS = 10
+SUBACCOUNT_LOW_SECONDS = 3 * 86400
 ORDER_KEEPER = name_key("ORDER_KEEPER")
 USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
 # Errors.EndOfOracleSimulation: how GMX ends a simulated execution that went through
@@ -205,6 +211,20 @@ def market_keys(market: str, long_token: str, short_token: str) -> list[bytes]:
     return keys
 
 
+def subaccount_keys(account: str, subaccount: str) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """SubaccountUtils' DataStore keys for `subaccount` of `account` (Keys.sol): the account's
+    subaccount list, the order-action count allowed, used, and expiry, and the auto top-up."""
+    a, s = ("address", account), ("address", subaccount)
+    action = ("bytes32", SUBACCOUNT_ORDER_ACTION)
+    return (
+        data_key("SUBACCOUNT_LIST", a),
+        data_key("MAX_ALLOWED_SUBACCOUNT_ACTION_COUNT", a, s, action),
+        data_key("SUBACCOUNT_ACTION_COUNT", a, s, action),
+        data_key("SUBACCOUNT_EXPIRES_AT", a, s, action),
+        data_key("SUBACCOUNT_AUTO_TOP_UP_AMOUNT", a, s),
+    )
+
+
 def funding_key(market: str) -> bytes:
     return data_key("SAVED_FUNDING_FACTOR_PER_SECOND", ("address", market))
 
@@ -235,6 +255,15 @@ _GET_UINT = GmxFn.of("DataStore", "getUint")
 _GET_INT = GmxFn.of("DataStore", "getInt")
 _GET_ADDRESS = GmxFn.of("DataStore", "getAddress")
 _CONTAINS = GmxFn.of("DataStore", "containsBytes32")
+_CONTAINS_ADDRESS = GmxFn.of("DataStore", "containsAddress")
+_GET_BOOL = GmxFn.of("DataStore", "getBool")
+_SUB_MULTICALL = GmxFn.of("SubaccountRouter", "multicall")
+_ADD_SUBACCOUNT = GmxFn.of("SubaccountRouter", "addSubaccount")
+_SET_MAX_ACTIONS = GmxFn.of("SubaccountRouter", "setMaxAllowedSubaccountActionCount")
+_SET_EXPIRES_AT = GmxFn.of("SubaccountRouter", "setSubaccountExpiresAt")
+_SET_AUTO_TOP_UP = GmxFn.of("SubaccountRouter", "setSubaccountAutoTopUpAmount")
+_SUB_SEND_WNT = GmxFn.of("SubaccountRouter", "sendWnt")
+_SUB_CREATE_ORDER = GmxFn.of("SubaccountRouter", "createOrder")
 _HAS_ROLE = GmxFn.of("RoleStore", "hasRole")
 _GET_MARKET = GmxFn.of("Reader", "getMarket")
 _GET_MARKETS = GmxFn.of("Reader", "getMarkets")
@@ -290,6 +319,9 @@ class GmxDeployment:
     event_emitter: str
     multicall: str = MULTICALL3_ADDRESS
     api_url: str | None = None
+    subaccount_router: str | None = None
+    """SubaccountRouter: where a subaccount key acts for the account that added it (None: the
+    deployment has none, and the keeper can act only with the account's own key)."""
 
     def with_overrides(self, **addresses: str | int | None) -> GmxDeployment:
         """A copy with some fields replaced; unknown names are an error naming them."""
@@ -309,6 +341,7 @@ ARBITRUM = GmxDeployment(
     role_store="0x3c3d99FD298f679DBC2CEcd132b4eC4d0F5e6e72",
     referral_storage="0xe6fab3F0c7199b0d34d7FbE83394fc0e0D06e99d",
     event_emitter="0xC8ee91A54287DB53897056e12D9819156D3822Fb",
+    subaccount_router="0xdD00F639725E19a209880A44962Bc93b51B1B161",
     api_url="https://arbitrum-api.gmxinfra.io",
 )
 AVALANCHE = GmxDeployment(
@@ -321,6 +354,7 @@ AVALANCHE = GmxDeployment(
     role_store="0xA44F830B6a2B6fa76657a3B92C1fe74fcB7C6AfD",
     referral_storage="0x827ED045002eCdAbEb6e2b0d1604cf5fC3d322F8",
     event_emitter="0xDb17B211c34240B014ab6d61d4A31FA0C0e20c26",
+    subaccount_router="0xf43F559774d2cF7882e6E846fCb87BDe183a6Da7",
     api_url="https://avalanche-api.gmxinfra.io",
 )
 # Chains GMX's SDK (@gmx-io/sdk 1.4.0, configs/contracts) lists with the same contracts;
@@ -336,6 +370,7 @@ BOTANIX = GmxDeployment(
     referral_storage=ZERO_ADDRESS,  # GMX runs Botanix without one (its referral code allows it)
     event_emitter="0xAf2E131d483cedE068e21a9228aD91E623a989C2",
     multicall="0x4BaA24f93a657f0c1b4A0Ffc72B91011E35cA46b",
+    subaccount_router="0xa1793126B6Dc2f7F254a6c0E2F8013D2180C0D10",
     api_url="https://botanix-api.gmxinfra.io",
 )
 AVALANCHE_FUJI = GmxDeployment(
@@ -349,6 +384,7 @@ AVALANCHE_FUJI = GmxDeployment(
     referral_storage="0x192e82A18a4ab446dD9968f055431b60640B155D",
     event_emitter="0xc67D98AC5803aFD776958622CeEE332A0B2CabB9",
     multicall="0x966D1F5c54a714C6443205F0Ec49eEF81F10fdfD",
+    subaccount_router="0xD5EE3ECAF5754CE5Ff74847d0caf094EBB12ed5e",
     api_url="https://synthetics-api-avax-fuji-upovm.ondigitalocean.app",
 )
 ARBITRUM_SEPOLIA = GmxDeployment(
@@ -362,6 +398,7 @@ ARBITRUM_SEPOLIA = GmxDeployment(
     referral_storage="0xBbCdA58c228Bb29B5769778181c81Ac8aC546c11",
     event_emitter="0xa973c2692C1556E1a3d478e745e9a75624AEDc73",
     multicall="0xD84793ae65842fFac5C20Ab8eaBD699ea1FC79F3",
+    subaccount_router="0xCF45A7E8bB46738f454eC6766631E5612DA90836",
     api_url="https://dolphin-app-a2dup.ondigitalocean.app",
 )
 PRESETS: Mapping[str, GmxDeployment] = {
@@ -1102,6 +1139,10 @@ class GmxVenue:
                     _ACCOUNT_POSITIONS.encode(d.data_store, account, 0, self.max_positions),
                 )
             )
+        if watch.delegated:  # top-ups come from each account's wallet through the Router
+            for account in accounts:
+                calls.append(Call(wallet_token_address, _BALANCE_OF.encode(account)))
+                calls.append(Call(wallet_token_address, _ALLOWANCE.encode(account, d.router)))
         meta = await self._meta.aggregate(calls, block=number)
         if int(_BLOCK_NUMBER.decode(_ok(meta[0], "getBlockNumber"))[0]) != number:
             raise VenueDecodeError(f"the batch pinned to block {number} ran at another block")
@@ -1122,8 +1163,16 @@ class GmxVenue:
             wallet_state = Wallet(
                 ZERO_ADDRESS, wallet_token, wallet_token.amount(0), TokenAmount(0, 18)
             )
+        funds: dict[str, TokenAmount] | None = None
+        if watch.delegated:
+            funds = {}
+            tail = meta[at + len(accounts) :]
+            for i, account in enumerate(accounts):
+                held = _uint(tail[2 * i], f"{wallet_token.symbol}.balanceOf({account})")
+                allowed = _uint(tail[2 * i + 1], f"{wallet_token.symbol}.allowance({account})")
+                funds[account] = wallet_token.amount(min(held, allowed))
         raw_positions: list[RawPosition] = []
-        for account, result in zip(accounts, meta[at:], strict=True):
+        for account, result in zip(accounts, meta[at : at + len(accounts)], strict=True):
             (props,) = _ACCOUNT_POSITIONS.decode(_ok(result, f"getAccountPositions({account})"))
             for p in props:
                 pos = RawPosition.decode(p)
@@ -1150,6 +1199,7 @@ class GmxVenue:
             wallet=wallet_state,
             markets=tuple(markets.values()),
             positions=tuple(positions),
+            funds=funds,
         )
         trips = self._meta.round_trips + self._batches.round_trips - trips + extra
         return VenueRead(snapshot, pool, tuple(issues), round_trips=trips)
@@ -1456,10 +1506,13 @@ class GmxVenue:
             raise VenueError(self.send_blocked)
         if isinstance(action, Withdraw):
             raise VenueError(f"withdraw {action.key}: not supported on GMX by this keeper")
-        if action.account.lower() != sender.lower():
+        d = self.deployment
+        account = _checksum(action.account, "account")
+        delegated = account != sender
+        if delegated and d.subaccount_router is None:
             raise VenueError(
-                f"{action.kind} {action.key}: GMX orders act for their sender; {sender} cannot "
-                f"act on a position of {action.account}"
+                f"{action.kind} {action.key}: {sender} cannot act on a position of {account}: "
+                "this GMX deployment names no SubaccountRouter"
             )
         if isinstance(action, TopUp) and action.scope is not Scope.POSITION:
             raise VenueError(f"top_up {action.key}: GMX has no cross accounts")
@@ -1468,7 +1521,6 @@ class GmxVenue:
         except KeyError:
             raise VenueError(f"{action.kind}: no position {action.key} in the snapshot") from None
         market = snapshot.market_of(position)
-        d = self.deployment
         raw = await self._current(position)
         gas = await self.gas_params()
         gas_price = await self.gas_price()
@@ -1485,8 +1537,8 @@ class GmxVenue:
                 raise VenueError(f"top_up {action.key}: amount must be positive, in {token}")
             fee = execution_fee(gas, OrderType.MARKET_INCREASE, gas_price, margin=self.fee_margin)
             order = CreateOrder(
-                receiver=sender,
-                cancellation_receiver=sender,
+                receiver=account,
+                cancellation_receiver=account,
                 market=raw.market,
                 initial_collateral_token=token,
                 order_type=OrderType.MARKET_INCREASE,
@@ -1495,6 +1547,8 @@ class GmxVenue:
                 acceptable_price=MAX_UINT256 if is_long else 0,
                 execution_fee=fee,
             )
+            if delegated:
+                return await self._subaccount_top_up(action, sender, order, position)
             native = token == self.wnt
             inner = [_SEND_WNT.encode(d.order_vault, fee + amount if native else fee)]
             if not native:
@@ -1546,8 +1600,8 @@ class GmxVenue:
         fee = execution_fee(gas, OrderType.MARKET_DECREASE, gas_price, margin=self.fee_margin)
         acceptable = self._acceptable_decrease_price(market.mark_price.raw, is_long)
         order = CreateOrder(
-            receiver=sender,
-            cancellation_receiver=sender,
+            receiver=account,
+            cancellation_receiver=account,
             market=raw.market,
             initial_collateral_token=raw.collateral_token,
             order_type=OrderType.MARKET_DECREASE,
@@ -1557,15 +1611,61 @@ class GmxVenue:
             execution_fee=fee,
             should_unwrap_native_token=raw.collateral_token == self.wnt,
         )
-        inner = [_SEND_WNT.encode(d.order_vault, fee), encode_create_order(order)]
-        step = TxRequest(
-            d.exchange_router,
-            _MULTICALL.encode(inner),
-            value=fee,
-            description=(
-                f"GMX MarketDecrease ({text}) {self._label(position)}, acceptable price "
-                f"{acceptable}, execution fee {fee} wei"
-            ),
+        description = (
+            f"GMX MarketDecrease ({text}) {self._label(position)}, acceptable price "
+            f"{acceptable}, execution fee {fee} wei"
+        )
+        if delegated:
+            step = self._subaccount_step(order, account, f"{description}, as subaccount {sender}")
+        else:
+            inner = [_SEND_WNT.encode(d.order_vault, fee), encode_create_order(order)]
+            step = TxRequest(
+                d.exchange_router, _MULTICALL.encode(inner), value=fee, description=description
+            )
+        return TxPlan(action, sender, (step,), execution=Execution.DELAYED)
+
+    def _subaccount_step(self, order: CreateOrder, account: str, description: str) -> TxRequest:
+        """SubaccountRouter.multicall(sendWnt(OrderVault, fee), createOrder(account, order)):
+        the subaccount pays the execution fee; GMX takes an increase order's collateral from
+        the account's wallet through the Router and pays proceeds only to the account."""
+        router = self._subaccount_router()
+        inner = [
+            _SUB_SEND_WNT.encode(self.deployment.order_vault, order.execution_fee),
+            _SUB_CREATE_ORDER.encode(account, order.as_tuple()),
+        ]
+        return TxRequest(
+            router, _SUB_MULTICALL.encode(inner), value=order.execution_fee, description=description
+        )
+
+    async def _subaccount_top_up(
+        self, action: TopUp, sender: str, order: CreateOrder, position: Position
+    ) -> TxPlan:
+        """A top-up sent by subaccount `sender`: paid from the account's wallet, which must
+        hold the amount and allow GMX's Router to take it (the account approves it, once, with
+        its own key: `keeper gmx subaccount`)."""
+        token, account, amount = order.initial_collateral_token, order.receiver, action.amount.raw
+        router = self.deployment.router
+        results = await self._meta.aggregate(
+            [
+                Call(token, _BALANCE_OF.encode(account)),
+                Call(token, _ALLOWANCE.encode(account, router)),
+            ],
+            block="latest",
+        )
+        balance = _uint(results[0], f"{token}.balanceOf({account})")
+        allowed = _uint(results[1], f"{token}.allowance({account}, Router)")
+        if balance < amount or allowed < amount:
+            raise VenueError(
+                f"top_up {action.key}: {account} can pay {min(balance, allowed)} of the "
+                f"{amount} needed (balance {balance}, allowance to GMX Router {router} "
+                f"{allowed}); the trader approves the Router with its own key"
+            )
+        step = self._subaccount_step(
+            order,
+            account,
+            f"GMX MarketIncrease (top-up) {position.collateral_token.symbol} {action.amount} "
+            f"on {self._label(position)} from {account}'s wallet, as subaccount {sender}, "
+            f"execution fee {order.execution_fee} wei",
         )
         return TxPlan(action, sender, (step,), execution=Execution.DELAYED)
 
@@ -1602,6 +1702,151 @@ class GmxVenue:
     def _label(self, position: Position) -> str:
         return f"{position.side.value} {position.market_id} {position.key}"
 
+    # -- subaccounts ---------------------------------------------------------------------------
+
+    def _subaccount_router(self) -> str:
+        router = self.deployment.subaccount_router
+        if router is None:
+            raise VenueError(
+                f"GMX deployment on chain {self.deployment.chain_id} names no SubaccountRouter "
+                "(set venue.gmx.subaccount_router)"
+            )
+        return router
+
+    async def delegation(
+        self, account: str, delegate: str, *, token: str | None = None
+    ) -> Delegation:
+        """`delegate` as a subaccount of `account`, from the DataStore at the latest block:
+        in the account's subaccount list, order actions left (SUBACCOUNT_ORDER_ACTION: every
+        createOrder, updateOrder and cancelOrder through SubaccountRouter counts one), expiry,
+        and the SubaccountRouter not disabled. With `token`, `top_up_left` is what the account's
+        wallet can pay into positions: its balance, within its allowance to GMX's Router (the
+        SubaccountRouter takes increase orders' collateral from the account through it)."""
+        account = _checksum(account, "account")
+        delegate = _checksum(delegate, "subaccount")
+        d = self.deployment
+        ds = d.data_store
+        listed, allowed_key, used_key, expiry_key, _ = subaccount_keys(account, delegate)
+        disabled = data_key("SUBACCOUNT_FEATURE_DISABLED", ("address", self._subaccount_router()))
+        calls = [
+            Call(ds, _CONTAINS_ADDRESS.encode(listed, delegate)),
+            Call(ds, _GET_UINT.encode(allowed_key)),
+            Call(ds, _GET_UINT.encode(used_key)),
+            Call(ds, _GET_UINT.encode(expiry_key)),
+            Call(ds, _GET_BOOL.encode(disabled)),
+            Call(d.multicall, _BLOCK_TIME.encode()),
+        ]
+        if token is not None:
+            token = _checksum(token, "token")
+            calls += [
+                Call(token, _BALANCE_OF.encode(account)),
+                Call(token, _ALLOWANCE.encode(account, d.router)),
+            ]
+        results = await self._meta.aggregate(calls, block="latest")
+        (is_listed,) = _CONTAINS_ADDRESS.decode(_ok(results[0], "DataStore.containsAddress"))
+        allowed = _uint(results[1], "DataStore MAX_ALLOWED_SUBACCOUNT_ACTION_COUNT")
+        used = _uint(results[2], "DataStore SUBACCOUNT_ACTION_COUNT")
+        expires_at = _uint(results[3], "DataStore SUBACCOUNT_EXPIRES_AT")
+        (is_disabled,) = _GET_BOOL.decode(_ok(results[4], "DataStore.getBool"))
+        now = _uint(results[5], "Multicall3.getCurrentBlockTimestamp")
+        left = max(allowed - used, 0)
+        problems: list[str] = []
+        if not is_listed:
+            problems.append(f"{delegate} is not a subaccount of {account} (addSubaccount)")
+        if is_disabled:
+            problems.append(f"GMX has disabled its SubaccountRouter {self._subaccount_router()}")
+        if left == 0:
+            problems.append(f"no order actions left ({used} of {allowed} used)")
+        elif left < SUBACCOUNT_LOW_ACTIONS:
+            problems.append(f"only {left} order actions left ({used} of {allowed} used)")
+        if now > expires_at:
+            problems.append(f"expired at {expires_at} (block time {now})")
+        elif expires_at - now < SUBACCOUNT_LOW_SECONDS:
+            problems.append(f"expires in {expires_at - now} s, at {expires_at}")
+        top_up_left = None
+        if token is not None:
+            decimals = (await self._token(token, "latest")).decimals
+            balance = _uint(results[6], f"{token}.balanceOf")
+            allowance = _uint(results[7], f"{token}.allowance")
+            top_up_left = TokenAmount(min(balance, allowance), decimals)
+        return Delegation(
+            account=account,
+            delegate=delegate,
+            active=is_listed and not is_disabled and left > 0 and now <= expires_at,
+            actions_left=left,
+            expires_at=expires_at,
+            top_up_left=top_up_left,
+            problems=tuple(problems),
+        )
+
+    async def delegation_setup(
+        self,
+        account: str,
+        delegate: str,
+        *,
+        max_actions: int,
+        expires_at: int,
+        token: str,
+        top_up_allowance: int | None = None,
+        auto_top_up: int = 0,
+    ) -> tuple[TxRequest, ...]:
+        """What `account` sends with its own key so that `delegate` can act for it through
+        SubaccountRouter: one SubaccountRouter.multicall of addSubaccount, the maximum order
+        action count (`max_actions` in all, counting the ones already used) and the expiry
+        (`expires_at`, unix seconds), and with `auto_top_up` > 0 the most wei of WNT GMX pays
+        the subaccount back per action for its gas (from the account's WNT, approved to the
+        Router); then `token` approved to GMX's Router (`top_up_allowance` raw units, default
+        unlimited) so that top-ups are paid from the account's wallet."""
+        account = _checksum(account, "account")
+        delegate = _checksum(delegate, "subaccount")
+        token = _checksum(token, "token")
+        if max_actions <= 0:
+            raise VenueError(f"subaccount setup: max_actions must be positive, got {max_actions}")
+        if expires_at <= 0:
+            raise VenueError(f"subaccount setup: expires_at must be positive, got {expires_at}")
+        if auto_top_up < 0:
+            raise VenueError(f"subaccount setup: auto_top_up must be >= 0, got {auto_top_up}")
+        d = self.deployment
+        router = self._subaccount_router()
+        _, _, used_key, _, _ = subaccount_keys(account, delegate)
+        (used,) = _GET_UINT.decode(
+            await self._reads.eth_call(d.data_store, _GET_UINT.encode(used_key))
+        )
+        inner = [
+            _ADD_SUBACCOUNT.encode(delegate),
+            _SET_MAX_ACTIONS.encode(delegate, SUBACCOUNT_ORDER_ACTION, int(used) + max_actions),
+            _SET_EXPIRES_AT.encode(delegate, SUBACCOUNT_ORDER_ACTION, expires_at),
+        ]
+        if auto_top_up:
+            inner.append(_SET_AUTO_TOP_UP.encode(delegate, auto_top_up))
+        steps = [
+            TxRequest(
+                router,
+                _SUB_MULTICALL.encode(inner),
+                description=(
+                    f"SubaccountRouter: add subaccount {delegate} for {account}, "
+                    f"{max_actions} more order actions, until {expires_at}"
+                    + (f", auto top-up up to {auto_top_up} wei per action" if auto_top_up else "")
+                ),
+            ),
+            TxRequest(
+                token,
+                _APPROVE.encode(
+                    d.router, MAX_UINT256 if top_up_allowance is None else top_up_allowance
+                ),
+                description=f"approve GMX Router {d.router} to take {token} for top-ups",
+            ),
+        ]
+        if auto_top_up and token.lower() != self.wnt.lower():
+            steps.append(
+                TxRequest(
+                    self.wnt,
+                    _APPROVE.encode(d.router, MAX_UINT256),
+                    description=f"approve GMX Router {d.router} to take WNT for the auto top-up",
+                )
+            )
+        return tuple(steps)
+
     # -- simulating the execution ---------------------------------------------------------------
 
     async def simulate_execution(self, plan: TxPlan, snapshot: Snapshot) -> RevertReason | None:
@@ -1628,7 +1873,7 @@ class GmxVenue:
         data = encode_simulation(calls, prices, head.timestamp + SIMULATION_TIME_AHEAD)
         try:
             await self._reads.eth_call(
-                step.to, data, head.number, sender=plan.sender, value=step.value
+                step.to, data, head.number, sender=order.receiver, value=step.value
             )
         except RpcResponseError as exc:
             if not is_revert(exc):
@@ -1641,17 +1886,40 @@ class GmxVenue:
         )
 
     def _order_step(self, plan: TxPlan) -> tuple[TxRequest, list[bytes], CreateOrder] | None:
-        """The plan's step creating an order (an ExchangeRouter.multicall ending in
-        createOrder), its inner calls and the order."""
-        router = self.deployment.exchange_router.lower()
+        """The plan's step creating an order, as an ExchangeRouter.multicall ending in
+        createOrder, its inner calls and the order. A subaccount's step
+        (SubaccountRouter.multicall with createOrder(account, order)) is given as the
+        account's own ExchangeRouter call that creates the same order: sendWnt, sendTokens of
+        an increase's collateral, createOrder (what the simulation runs, from the account)."""
+        d = self.deployment
+        router = d.exchange_router.lower()
+        sub = (d.subaccount_router or "").lower()
         for step in reversed(plan.steps):
-            if step.to.lower() != router or step.data[:4] != _MULTICALL.selector:
-                continue
-            (inner,) = _MULTICALL.decode_input(step.data)
-            calls = [bytes(x) for x in inner]
-            for call in calls:
-                if call[:4] == _CREATE_ORDER.selector:
-                    return step, calls, decode_create_order(call)
+            to = step.to.lower()
+            if to == router and step.data[:4] == _MULTICALL.selector:
+                (inner,) = _MULTICALL.decode_input(step.data)
+                calls = [bytes(x) for x in inner]
+                for call in calls:
+                    if call[:4] == _CREATE_ORDER.selector:
+                        return step, calls, decode_create_order(call)
+            if sub and to == sub and step.data[:4] == _SUB_MULTICALL.selector:
+                (inner,) = _SUB_MULTICALL.decode_input(step.data)
+                for call in (bytes(x) for x in inner):
+                    if call[:4] != _SUB_CREATE_ORDER.selector:
+                        continue
+                    _account, params = _SUB_CREATE_ORDER.decode_input(call)
+                    order = decode_create_order(_CREATE_ORDER.encode(params))
+                    own = [_SEND_WNT.encode(d.order_vault, order.execution_fee)]
+                    if order.order_type is OrderType.MARKET_INCREASE:
+                        own.append(
+                            _SEND_TOKENS.encode(
+                                order.initial_collateral_token,
+                                d.order_vault,
+                                order.initial_collateral_delta_amount,
+                            )
+                        )
+                    own.append(encode_create_order(order))
+                    return replace(step, to=d.exchange_router), own, order
         return None
 
     async def _prices_at(self, tokens: Sequence[str], block: int) -> dict[str, TokenPrice]:
@@ -1799,9 +2067,12 @@ class GmxVenue:
         )
 
     def decode_error(self, data: bytes) -> RevertReason:
-        """GMX revert data, decoded (custom errors of ExchangeRouter and the GMX Errors we
-        ship, ERC-20 errors)."""
-        return decode_revert(data, [gmx_abi("ExchangeRouter"), shipped_abi("TestUSDC")])
+        """GMX revert data, decoded (custom errors of ExchangeRouter and SubaccountRouter and
+        the GMX Errors we ship, ERC-20 errors)."""
+        return decode_revert(
+            data,
+            [gmx_abi("ExchangeRouter"), gmx_abi("SubaccountRouter"), shipped_abi("TestUSDC")],
+        )
 
     def decode_rpc_error(self, exc: RpcError) -> RevertReason | None:
         if not isinstance(exc, RpcResponseError):

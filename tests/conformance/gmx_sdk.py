@@ -74,6 +74,7 @@ SDK_ABI_OF: Mapping[str, str | None] = {
     "Reader": "SyntheticsReader",  # the SDK's "Reader" is GMX v1's
     "RoleStore": None,
     "Router": "SyntheticsRouter",  # the SDK's "Router" is GMX v1's
+    "SubaccountRouter": "SubaccountRouter",
 }
 """Each adapter ABI fragment (abis/gmx/<name>.json) -> the SDK ABI it is compared with;
 None: the SDK ships no ABI for that contract."""
@@ -89,6 +90,7 @@ ADDRESS_FIELDS: Mapping[str, str] = {
     "order_vault": "OrderVault",
     "referral_storage": "ReferralStorage",
     "event_emitter": "EventEmitter",
+    "subaccount_router": "SubaccountRouter",
 }
 """GmxDeployment address fields -> the SDK's contracts config key for the same contract."""
 

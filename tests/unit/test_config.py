@@ -253,3 +253,29 @@ def test_endpoints_may_be_websockets_or_ipc_paths_and_http_picks_a_transport() -
     data["chain"]["transport"] = "curl"
     assert "transport" in next(iter(problems(data)))
     assert parse(devnet_data(), environ={}, base_dir=EXAMPLES).chain.transport == "aiohttp"
+
+
+def test_delegated_accounts_and_the_subaccount_router(tmp_path: Path) -> None:
+    data = tomllib.loads((EXAMPLES / "arbitrum.toml").read_text())
+    env = {
+        "KEEPER__SIGNER__SOURCE": "none",
+        "KEEPER__KEEPER__MODE": "observer",
+        "KEEPER_TELEGRAM_TOKEN": "123:abc",
+    }
+    config = parse(data, environ=env, base_dir=tmp_path)
+    assert not config.delegated
+    assert "subaccount_router" not in config.venue.addresses  # the preset's, unless given
+    data["accounts"]["delegated"] = True
+    data["venue"]["subaccount_router"] = "0xdD00F639725E19a209880A44962Bc93b51B1B161"
+    config = parse(data, environ=env, base_dir=tmp_path)
+    assert config.delegated
+    assert config.venue.addresses["subaccount_router"] == data["venue"]["subaccount_router"]
+    data["accounts"]["delegated"] = "yes"
+    assert "accounts.delegated" in problems(data, env)
+    data["accounts"]["delegated"] = True
+    data["venue"]["subaccount_router"] = "0x12"
+    assert "venue.subaccount_router" in problems(data, env)
+    # the reference exchange has no delegates here
+    devnet = devnet_data()
+    devnet["accounts"]["delegated"] = True
+    assert "no delegates" in problems(devnet)["accounts.delegated"]

@@ -56,6 +56,7 @@ contract GmxDataStore is GmxRoleAuth {
     mapping(bytes32 => bytes32) private _bytes32s;
     mapping(bytes32 => bytes32[]) private _sets;
     mapping(bytes32 => mapping(bytes32 => uint256)) private _setIndex; // position + 1
+    mapping(bytes32 => mapping(address => bool)) private _addressSets;
 
     constructor(GmxRoleStore roleStore_) GmxRoleAuth(roleStore_) {}
 
@@ -89,6 +90,11 @@ contract GmxDataStore is GmxRoleAuth {
         return _setIndex[setKey][value] != 0;
     }
 
+    /// @notice Whether the address set `setKey` holds `value` (GMX keeps subaccounts there).
+    function containsAddress(bytes32 setKey, address value) external view returns (bool) {
+        return _addressSets[setKey][value];
+    }
+
     /// @notice The size of the set `setKey`.
     function getBytes32Count(bytes32 setKey) external view returns (uint256) {
         return _sets[setKey].length;
@@ -104,6 +110,16 @@ contract GmxDataStore is GmxRoleAuth {
             out[i - start] = set[i];
         }
         return out;
+    }
+
+    /// @notice Adds `value` to the address set `setKey` (controller only).
+    function addAddress(bytes32 setKey, address value) external onlyRole(GmxKeys.CONTROLLER, "CONTROLLER") {
+        _addressSets[setKey][value] = true;
+    }
+
+    /// @notice Removes `value` from the address set `setKey` (controller only).
+    function removeAddress(bytes32 setKey, address value) external onlyRole(GmxKeys.CONTROLLER, "CONTROLLER") {
+        delete _addressSets[setKey][value];
     }
 
     /// @notice Sets a uint value (controller only).

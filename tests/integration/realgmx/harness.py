@@ -480,6 +480,7 @@ class RealGmx:
             referral_storage=c("ReferralStorage"),
             event_emitter=c("EventEmitter"),
             multicall=c("Multicall3"),
+            subaccount_router=c("SubaccountRouter"),
         )
         self._decimals: dict[str, int] = {}
         self._check_accounts()
@@ -524,6 +525,7 @@ class RealGmx:
         d = self.deployment
         venue: dict[str, Any] = {"kind": "gmx"}
         venue.update({name: getattr(d, name) for name in GMX_ADDRESS_KEYS})
+        venue["subaccount_router"] = d.subaccount_router
         chain = {"chain_id": self.chain_id, "rpc": [self.url], "multicall": d.multicall}
         return {"chain": chain, "venue": venue}
 
@@ -564,7 +566,7 @@ class RealGmx:
 
     def decode_error(self, data: bytes | str | None) -> RevertReason:
         """GMX revert data decoded with the GMX errors the keeper ships."""
-        return decode_revert(data, [gmx_abi("ExchangeRouter")])
+        return decode_revert(data, [gmx_abi("ExchangeRouter"), gmx_abi("SubaccountRouter")])
 
     def gas_price(self) -> int:
         """The node's eth_gasPrice (what GmxVenue.gas_price reads)."""

@@ -226,6 +226,7 @@ def test_the_example_config_checks_online_against_gmx(scene: Scene) -> None:
         "chain.sequencer_grace_s",
         "venue.preset",
         *(f"venue.{name}" for name in GMX_ADDRESS_KEYS),
+        "venue.subaccount_router",
         "accounts.watch",
         "signer.source",
         "signer.keystore",
