@@ -452,7 +452,13 @@ def decide(
             raise TypeError(f"budget.{name}: not in the wallet token's decimals")
     spent = history.spent_in_window or wallet.balance.zero()
     zero = wallet.balance.zero()
-    pool = (wallet.balance - budget.reserve).min(budget.max_spend_per_day - spent).max(zero)
+    funds = snapshot.funds
+    day_left = budget.max_spend_per_day - spent
+    if funds is None:
+        pool = (wallet.balance - budget.reserve).min(day_left).max(zero)
+    else:  # delegated: each account pays from its own wallet, the day's cap binds them all
+        pool = day_left.max(zero)
+        left = {a: (f - budget.reserve).max(zero) for a, f in funds.items()}
 
     subjects: list[_Subject] = [
         _Isolated(p, snapshot.market_of(p))
@@ -470,10 +476,6 @@ def decide(
     ]
     cases.sort(key=_Case.sort_key)
 
-    funds = snapshot.funds
-    if funds is not None:  # delegated: each account pays from its own wallet, the day's cap binds
-        pool = (budget.max_spend_per_day - spent).max(zero)
-        left = {a: (f - budget.reserve).max(zero) for a, f in funds.items()}
     actions: list[Action] = []
     for case in cases:
         available = pool.min(budget.max_top_up_per_position)

@@ -137,7 +137,9 @@ __all__ = [
     "RawPosition",
     "RawPositionInfo",
     "TokenPrice",
+    "create_order_of",
     "decode_create_order",
+    "decode_gmx_error",
     "encode_create_order",
     "encode_simulation",
     "gmx_abi",
@@ -856,9 +858,14 @@ def encode_create_order(order: CreateOrder) -> bytes:
 
 def decode_create_order(data: bytes) -> CreateOrder:
     """ExchangeRouter.createOrder calldata back to a CreateOrder."""
-    ((addresses, numbers, order_type, _swap, is_long, unwrap, auto, referral, data_list),) = (
-        _CREATE_ORDER.decode_input(data)
-    )
+    (params,) = _CREATE_ORDER.decode_input(data)
+    return create_order_of(params)
+
+
+def create_order_of(params: Sequence[Any]) -> CreateOrder:
+    """A decoded CreateOrderParams tuple (ExchangeRouter's or SubaccountRouter's createOrder)
+    as a CreateOrder."""
+    addresses, numbers, order_type, _swap, is_long, unwrap, auto, referral, data_list = params
     return CreateOrder(
         receiver=to_checksum_address(addresses[0]),
         cancellation_receiver=to_checksum_address(addresses[1]),
@@ -875,6 +882,14 @@ def decode_create_order(data: bytes) -> CreateOrder:
         auto_cancel=bool(auto),
         referral_code=bytes(referral),
         data_list=tuple(bytes(d) for d in data_list),
+    )
+
+
+def decode_gmx_error(data: bytes | str | None) -> RevertReason:
+    """GMX revert data, decoded: custom errors of ExchangeRouter and SubaccountRouter, the
+    GMX Errors we ship, ERC-20 errors."""
+    return decode_revert(
+        data, [gmx_abi("ExchangeRouter"), gmx_abi("SubaccountRouter"), shipped_abi("TestUSDC")]
     )
 
 
@@ -1908,7 +1923,7 @@ class GmxVenue:
                     if call[:4] != _SUB_CREATE_ORDER.selector:
                         continue
                     _account, params = _SUB_CREATE_ORDER.decode_input(call)
-                    order = decode_create_order(_CREATE_ORDER.encode(params))
+                    order = create_order_of(params)
                     own = [_SEND_WNT.encode(d.order_vault, order.execution_fee)]
                     if order.order_type is OrderType.MARKET_INCREASE:
                         own.append(
@@ -2069,10 +2084,7 @@ class GmxVenue:
     def decode_error(self, data: bytes) -> RevertReason:
         """GMX revert data, decoded (custom errors of ExchangeRouter and SubaccountRouter and
         the GMX Errors we ship, ERC-20 errors)."""
-        return decode_revert(
-            data,
-            [gmx_abi("ExchangeRouter"), gmx_abi("SubaccountRouter"), shipped_abi("TestUSDC")],
-        )
+        return decode_gmx_error(data)
 
     def decode_rpc_error(self, exc: RpcError) -> RevertReason | None:
         if not isinstance(exc, RpcResponseError):

@@ -16,6 +16,12 @@ from keeper.runtime import thresholds_for
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 SECRET = "s3cr3t-api-key-0123456789"
+ARBITRUM_OBSERVER_ENV = {
+    "KEEPER__SIGNER__SOURCE": "none",
+    "KEEPER__KEEPER__MODE": "observer",
+    "KEEPER_TELEGRAM_TOKEN": "123:abc",
+}
+"""What examples/arbitrum.toml needs from the environment to load without its secrets."""
 
 
 def devnet_data() -> dict[str, Any]:
@@ -227,11 +233,7 @@ def test_the_budget_token_and_its_decimals() -> None:
 
 def test_gmx_needs_the_budget_token_named(tmp_path: Path) -> None:
     data = tomllib.loads((EXAMPLES / "arbitrum.toml").read_text())
-    env = {
-        "KEEPER__SIGNER__SOURCE": "none",
-        "KEEPER__KEEPER__MODE": "observer",
-        "KEEPER_TELEGRAM_TOKEN": "123:abc",
-    }
+    env = dict(ARBITRUM_OBSERVER_ENV)
     assert parse(data, environ=env, base_dir=tmp_path).budget.token == "USDC"
     del data["budget"]["token"]
     found = problems(data, env)
@@ -257,11 +259,7 @@ def test_endpoints_may_be_websockets_or_ipc_paths_and_http_picks_a_transport() -
 
 def test_delegated_accounts_and_the_subaccount_router(tmp_path: Path) -> None:
     data = tomllib.loads((EXAMPLES / "arbitrum.toml").read_text())
-    env = {
-        "KEEPER__SIGNER__SOURCE": "none",
-        "KEEPER__KEEPER__MODE": "observer",
-        "KEEPER_TELEGRAM_TOKEN": "123:abc",
-    }
+    env = dict(ARBITRUM_OBSERVER_ENV)
     config = parse(data, environ=env, base_dir=tmp_path)
     assert not config.delegated
     assert "subaccount_router" not in config.venue.addresses  # the preset's, unless given

@@ -10,11 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keeper.model import Action, Alert, Position, Reduce, Snapshot, TopUp
-from keeper.policy import Budget, History, MarketThresholds, Thresholds, decide
+from keeper.policy import Budget, History, decide
 from keeper.units import TokenAmount
 from tests.unit.margin_factories import (
     REF,
-    D,
     ref_account,
     ref_market,
     ref_position,
@@ -22,18 +21,7 @@ from tests.unit.margin_factories import (
     usdc,
     wallet,
 )
-
-TH = MarketThresholds(
-    top_up_below=D("0.15"),
-    top_up_to=D("0.2"),
-    reduce_below=D("0.08"),
-    close_below=D("0.05"),
-)
-THRESHOLDS = Thresholds(TH)
-BUDGET = Budget(
-    max_top_up_per_position=usdc("1000"), max_spend_per_day=usdc("5000"), reserve=usdc("100")
-)
-NONE = History()
+from tests.unit.test_policy import BUDGET, NONE, THRESHOLDS
 
 
 def pos(key: str = "p1", account: str = "0xTrader", collateral: str = "250") -> Position:
@@ -321,40 +309,27 @@ def test_trusted_snapshot_with_funds_equals_the_checked_one() -> None:
     positions = (pos("p1", "0xA"), pos("p2", "0xB", "175"))
     funds = {"0xA": usdc("350"), "0xB": usdc("200")}
     checked = delegated(positions, funds)
-    trusted = Snapshot.trusted(
-        checked.block_number,
-        checked.block_time,
-        checked.wallet,
-        checked.markets,
-        positions,
-        (),
-        {REF: {p.key: p for p in positions}},
-        funds=funds,
-    )
+
+    def trusted_with(funds: Mapping[str, TokenAmount] | None) -> Snapshot:
+        return Snapshot.trusted(
+            checked.block_number,
+            checked.block_time,
+            checked.wallet,
+            checked.markets,
+            positions,
+            (),
+            {REF: {p.key: p for p in positions}},
+            funds=funds,
+        )
+
+    trusted = trusted_with(funds)
     assert trusted == checked
     assert hash(trusted) == hash(checked)
     assert trusted.funds == checked.funds
     assert trusted.position(REF, "p2") == checked.position(REF, "p2")
     assert decide(trusted, THRESHOLDS, BUDGET, NONE) == decide(checked, THRESHOLDS, BUDGET, NONE)
-    other = Snapshot.trusted(
-        checked.block_number,
-        checked.block_time,
-        checked.wallet,
-        checked.markets,
-        positions,
-        (),
-        {REF: {p.key: p for p in positions}},
-        funds={"0xA": usdc("351"), "0xB": usdc("200")},
-    )
+    other = trusted_with({"0xA": usdc("351"), "0xB": usdc("200")})
     assert other != checked
-    plain = Snapshot.trusted(
-        checked.block_number,
-        checked.block_time,
-        checked.wallet,
-        checked.markets,
-        positions,
-        (),
-        {REF: {p.key: p for p in positions}},
-    )
+    plain = trusted_with(None)
     assert plain.funds is None
     assert plain == replace(checked, funds=None)

@@ -48,7 +48,7 @@ from eth_utils.address import to_checksum_address
 from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.abis import abi_type
-from keeper.chain.revert import RevertReason, decode_revert
+from keeper.chain.revert import RevertReason
 from keeper.config import GMX_ADDRESS_KEYS
 from keeper.testing.anvil import Anvil, find_anvil
 from keeper.testing.devnet import DevChain, dev_account
@@ -64,6 +64,7 @@ from keeper.venues.gmx import (
     GmxDeployment,
     GmxFn,
     RawPosition,
+    decode_gmx_error,
     encode_create_order,
     event_strings,
     gmx_abi,
@@ -566,7 +567,7 @@ class RealGmx:
 
     def decode_error(self, data: bytes | str | None) -> RevertReason:
         """GMX revert data decoded with the GMX errors the keeper ships."""
-        return decode_revert(data, [gmx_abi("ExchangeRouter"), gmx_abi("SubaccountRouter")])
+        return decode_gmx_error(data)
 
     def gas_price(self) -> int:
         """The node's eth_gasPrice (what GmxVenue.gas_price reads)."""
