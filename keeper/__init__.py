@@ -7,7 +7,10 @@ The API for scripts and notebooks; `keeper.sync` has the same, blocking.
   `prepare_reduce()` / `prepare_close()` / `prepare_withdraw()` (a `Plan`: simulated, priced,
   with a `Preview` of the margin ratio and liquidation price before -> after), `send(plan)`
   (an `Outcome`, through the same journal and nonces as `keeper run`) and `protect()` (the
-  keeper's loop in your asyncio program, one `TickReport` per block).
+  keeper's loop in your asyncio program, one `TickReport` per block). With
+  `connect(..., delegated=True)` the key acts for accounts that named it as their delegate
+  (a GMX subaccount, a reference-exchange operator); `delegations()` reads each grant (a
+  `Delegation`).
 - The model: `Position`, `Market`, `CrossAccount`, `Snapshot`, `Token`, `Side`,
   `MarginMode`; values `TokenAmount`, `Usd`, `Price` (integers with their scale; no float);
   `PositionView` (a position with its margin figures).
@@ -62,6 +65,7 @@ _WHERE = {
     "ConfigError": "keeper.config",
     "RpcError": "keeper.chain.jsonrpc",
     "VenueError": "keeper.venues.base",
+    "Delegation": "keeper.venues.base",
     "SignerError": "keeper.signer",
 }
 
@@ -70,6 +74,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "CrossAccount",
+    "Delegation",
     "ManualError",
     "MarginMode",
     "Market",
@@ -139,5 +144,5 @@ if TYPE_CHECKING:
     from keeper.policy import Budget, MarketThresholds, Thresholds
     from keeper.signer import SignerError
     from keeper.units import Price, TokenAmount, Usd
-    from keeper.venues.base import VenueError
+    from keeper.venues.base import Delegation, VenueError
     from keeper.views import PositionView, Preview

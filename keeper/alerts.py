@@ -79,6 +79,8 @@ class AlertCode(StrEnum):
     SEQUENCER_DOWN = "sequencer_down"
     HALTED = "halted"
     FATAL = "fatal"
+    DELEGATION_LOST = "delegation_lost"
+    DELEGATION_LOW = "delegation_low"
 
 
 def _severity(value: object, what: str) -> Severity:

@@ -1,6 +1,7 @@
 """The `keeper` command: `calc` (the margin calculator), `positions` (read from the chain),
 `run` (the keeper), `history` (the journal), `top-up | reduce | close | withdraw` (manual
-actions through the keeper's journal), `config check`, `keystore create`, and `devnet` and
+actions through the keeper's journal), `config check`, `keystore create`, `delegate` and
+`gmx subaccount` (the grants traders give the keeper's key), and `devnet` and
 `demo` (a local chain to try it on; the keeper through a price crash, with and without it).
 
 `main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
@@ -49,11 +50,10 @@ from keeper.runtime import (
     StartError,
     check_against_chain,
     connect_venue,
-    open_runtime,
     rpc_for,
     run_keeper,
 )
-from keeper.signer import SignerError
+from keeper.signer import KeySource, Signer, SignerError, load_signer
 from keeper.units import (
     Price,
     TokenAmount,
@@ -64,7 +64,7 @@ from keeper.units import (
     quantize_ceil,
     quantize_floor,
 )
-from keeper.venues.base import Delegates, ReadIssue, VenueError, Watch
+from keeper.venues.base import ReadIssue, VenueError, Watch
 from keeper.venues.reference import ReferenceVenue
 from keeper.views import position_views
 
@@ -156,7 +156,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
     _positions_parser(commands)
     _operator_parsers(commands)
     _demo_parsers(commands)
-    _gmx_parsers(commands)
+    _delegate_parsers(commands)
     return parser, calc, cross
 
 
@@ -1111,52 +1111,89 @@ _OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-# -- gmx subaccount -------------------------------------------------------------------------------
+# -- delegate, gmx subaccount ---------------------------------------------------------------------
 
-SUBACCOUNT_EPILOG = """\
+DELEGATE_EPILOG = """\
 The trader sends the printed transactions with the main key (its own wallet, or
-`cast send TO DATA --value VALUE`); the keeper's key (the config's signer, or
---subaccount) then acts only through GMX's SubaccountRouter: orders whose receiver
-is the trader, at most --max-actions of them, until the expiry.
-Set accounts.delegated = true in the config to run the keeper this way.
+`cast send TO DATA --value VALUE`), or lets this command send them: --send-key-env VAR
+(a raw key, on a devnet or with signer.allow_raw_key) or --send-keystore FILE. The
+keeper's key (the config's signer, or --delegate) then acts only within the grant:
+at most --max-actions actions until the expiry, top-ups from the trader's wallet up to
+--top-up-limit, every payout to the trader. Set accounts.delegated = true in the config
+to run the keeper this way.
 """
 
 
-def _gmx_parsers(commands: Any) -> None:
+def _delegate_arguments(p: argparse.ArgumentParser, delegate_flag: str, what: str) -> None:
+    p.add_argument("--config", metavar="FILE", required=True)
+    p.add_argument(
+        delegate_flag,
+        dest="delegate",
+        metavar="ADDRESS",
+        help=f"the keeper's address, the {what} (default: the config's signer's)",
+    )
+    p.add_argument("--max-actions", metavar="N", type=int, default=1000)
+    p.add_argument("--days", metavar="D", type=int, default=90, help="grant length in days")
+    p.add_argument(
+        "--top-up-limit",
+        metavar="AMOUNT",
+        help="most the keeper may pay into positions from the trader's wallet, in whole "
+        "tokens of the budget's token (default: unlimited)",
+    )
+    p.add_argument(
+        "--auto-top-up",
+        metavar="WEI",
+        type=int,
+        default=0,
+        help="GMX: most WNT (wei) paid back to the subaccount per action for its gas (0: none)",
+    )
+    key = p.add_mutually_exclusive_group()
+    key.add_argument(
+        "--send-key-env", metavar="VAR", help="send the setup with the main key in $VAR"
+    )
+    key.add_argument(
+        "--send-keystore", metavar="FILE", help="send the setup with the main key's keystore"
+    )
+    p.add_argument(
+        "--password-env", metavar="VAR", help="the keystore's password in $VAR (else: asked)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(parser=p)
+
+
+def _delegate_parsers(commands: Any) -> None:
+    delegate = commands.add_parser(
+        "delegate",
+        help="the grant a trader gives the keeper's key, and its setup",
+        description="Show each watched account's grant to the keeper's key (a GMX subaccount, "
+        "an operator of the reference exchange), and the transactions the trader sends with "
+        "the main key to give it; with --send-key-env or --send-keystore, send them.",
+        epilog=DELEGATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _delegate_arguments(delegate, "--delegate", "delegate")
     gmx = commands.add_parser("gmx", help="GMX tools", description="GMX v2 tools.")
     gmx_sub = gmx.add_subparsers(dest="gmx_command", required=True, parser_class=_Parser)
     sub = gmx_sub.add_parser(
         "subaccount",
         help="the subaccount setup the trader sends, and its state",
-        description="Show each watched account's grant to the keeper's subaccount key, and the "
-        "transactions the trader sends with the main key to give it: addSubaccount, the "
-        "maximum order action count, the expiry, optionally the auto top-up of the "
-        "subaccount's gas money, and the approval of GMX's Router for top-ups.",
-        epilog=SUBACCOUNT_EPILOG,
+        description="`keeper delegate` for GMX: each watched account's grant to the keeper's "
+        "subaccount key, and the transactions the trader sends with the main key to give it: "
+        "addSubaccount, the maximum order action count, the expiry, optionally the auto "
+        "top-up of the subaccount's gas money, and the approval of GMX's Router for top-ups.",
+        epilog=DELEGATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub.add_argument("--config", metavar="FILE", required=True)
-    sub.add_argument(
-        "--subaccount", metavar="ADDRESS", help="the keeper's address (default: the signer's)"
-    )
-    sub.add_argument("--max-actions", metavar="N", type=int, default=1000)
-    sub.add_argument("--days", metavar="D", type=int, default=90, help="grant length in days")
-    sub.add_argument(
-        "--auto-top-up",
-        metavar="WEI",
-        type=int,
-        default=0,
-        help="most WNT (wei) GMX pays the subaccount back per action for its gas (0: none)",
-    )
-    sub.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.set_defaults(parser=sub)
+    _delegate_arguments(sub, "--subaccount", "subaccount")
 
 
-def _gmx_command(args: argparse.Namespace) -> int:
+def _delegate_command(args: argparse.Namespace) -> int:
+    from keeper.delegate_cmd import DelegateOptions, delegation_report  # noqa: PLC0415
+
     config = _load_config(args.config)
     if config is None:
         return 2
-    if config.venue.kind != "gmx":
+    if args.command == "gmx" and config.venue.kind != "gmx":
         print(f"keeper: {args.config}: venue.kind is {config.venue.kind}, not gmx", file=sys.stderr)
         return 2
     for name in ("max_actions", "days"):
@@ -1166,88 +1203,100 @@ def _gmx_command(args: argparse.Namespace) -> int:
     if args.auto_top_up < 0:
         print("keeper: --auto-top-up must not be negative", file=sys.stderr)
         return 2
-    if args.subaccount is not None and not is_address(args.subaccount):
-        print(f"keeper: --subaccount: {args.subaccount!r} is not an address", file=sys.stderr)
+    if args.auto_top_up and config.venue.kind != "gmx":
+        print("keeper: --auto-top-up is GMX's (the subaccount's gas money)", file=sys.stderr)
+        return 2
+    flag = "--subaccount" if args.command == "gmx" else "--delegate"
+    if args.delegate is not None and not is_address(args.delegate):
+        print(f"keeper: {flag}: {args.delegate!r} is not an address", file=sys.stderr)
+        return 2
+    limit: Decimal | None = None
+    if args.top_up_limit is not None:
+        limit = _whole_tokens(args.top_up_limit, "--top-up-limit")
+        if limit is None:
+            return 2
+    if args.password_env and not args.send_keystore:
+        print("keeper: --password-env goes with --send-keystore", file=sys.stderr)
         return 2
     try:
-        report = asyncio.run(_subaccount_report(config, args))
+        main = _main_key(args, config)
+        report = asyncio.run(
+            delegation_report(
+                config,
+                DelegateOptions(
+                    delegate=to_checksum_address(args.delegate) if args.delegate else None,
+                    max_actions=args.max_actions,
+                    days=args.days,
+                    top_up_limit=limit,
+                    auto_top_up=args.auto_top_up,
+                    main_key=main,
+                ),
+            )
+        )
     except (StartError, RpcError, VenueError, SignerError) as exc:
         print(f"keeper: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report))
-        return 0
-    print(f"subaccount {report['subaccount']} on chain {report['chain_id']}")
+    else:
+        _print_delegations(report)
+    failed = any(row["sent"] and row["sent"][-1]["status"] != "done" for row in report["accounts"])
+    return 1 if failed else 0
+
+
+def _whole_tokens(text: str, flag: str) -> Decimal | None:
+    """`text` as a non-negative amount of whole tokens; None (after saying why) when not."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        print(f"keeper: {flag}: {text!r} is not an amount (whole tokens, >= 0)", file=sys.stderr)
+        return None
+    return value
+
+
+def _main_key(args: argparse.Namespace, config: Config) -> Signer | None:
+    if args.send_key_env:
+        source = KeySource(
+            kind="env", key_env=args.send_key_env, allow_raw_key=config.signer.allow_raw_key
+        )
+    elif args.send_keystore:
+        source = KeySource(
+            kind="keystore",
+            keystore=args.send_keystore,
+            password_env=args.password_env,
+            prompt=args.password_env is None,
+        )
+    else:
+        return None
+    return load_signer(source, config.chain.chain_id)
+
+
+def _print_delegations(report: dict[str, Any]) -> None:
+    print(f"delegate {report['delegate']} on {report['venue']}, chain {report['chain_id']}")
     for row in report["accounts"]:
         state = "active" if row["active"] else "NOT ACTIVE"
         print(f"\naccount {row['account']}: {state}")
-        print(f"  order actions left {row['actions_left']}, expires at {row['expires_at']}")
+        print(f"  actions left {row['actions_left']}, expires at {row['expires_at']}")
         print(f"  top-ups it can pay now: {row['top_up_left']} {report['token']}")
         for problem in row["problems"]:
             print(f"  ! {problem}")
+        if row["sent"] is not None:
+            print("  sent with the main key:")
+            for tx in row["sent"]:
+                print(f"    {tx['description']}: {tx['status']} {tx['tx_hash'] or ''}")
+                if tx["status"] != "done":
+                    print(f"      {tx['failure'] or ''} {tx['detail']}")
+            continue
         print("  the trader sends, with the main key:")
         for tx in row["setup"]:
             print(f"    {tx['description']}")
             print(f"      cast send {tx['to']} {tx['data']} --value {tx['value']}")
-    return 0
 
 
-async def _subaccount_report(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    runtime = await open_runtime(config, need_signer=False, prompt=True, check_delegation=False)
-    try:
-        venue = runtime.venue
-        if not isinstance(venue, Delegates):
-            raise VenueError(f"venue {venue.name} has no subaccounts")
-        if args.subaccount is not None:
-            delegate: str = to_checksum_address(args.subaccount)
-        elif runtime.signer is not None:
-            delegate = runtime.signer.address
-        else:
-            raise StartError("no subaccount: the config has no signer; give --subaccount")
-        head = await runtime.rpc.get_block("latest")
-        expires_at = head.timestamp + args.days * 86400
-        token = runtime.budget_token
-        rows = []
-        for account in config.accounts:
-            grant = await venue.delegation(account, delegate, token=token.address)
-            setup = await venue.delegation_setup(
-                account,
-                delegate,
-                max_actions=args.max_actions,
-                expires_at=expires_at,
-                token=token.address,
-                **({"auto_top_up": args.auto_top_up} if args.auto_top_up else {}),
-            )
-            rows.append(
-                {
-                    "account": account,
-                    "active": grant.active,
-                    "actions_left": grant.actions_left,
-                    "expires_at": grant.expires_at,
-                    "top_up_left": str(grant.top_up_left) if grant.top_up_left else None,
-                    "problems": list(grant.problems),
-                    "setup": [
-                        {
-                            "to": tx.to,
-                            "value": tx.value,
-                            "data": "0x" + tx.data.hex(),
-                            "description": tx.description,
-                        }
-                        for tx in setup
-                    ],
-                }
-            )
-        return {
-            "subaccount": delegate,
-            "chain_id": config.chain.chain_id,
-            "token": token.symbol,
-            "accounts": rows,
-        }
-    finally:
-        await runtime.close()
-
-
-_OPERATOR_COMMANDS["gmx"] = _gmx_command
+_OPERATOR_COMMANDS["gmx"] = _delegate_command
+_OPERATOR_COMMANDS["delegate"] = _delegate_command
 
 
 # -- demo, devnet, keystore ---------------------------------------------------------------------

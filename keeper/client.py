@@ -43,11 +43,19 @@ from keeper.loop import Keeper, LoopSettings, NoEvents, TickReport
 from keeper.manual import ManualError, Plan, execute, prepare
 from keeper.model import Market, Position, Snapshot, Token
 from keeper.policy import Budget, Thresholds
-from keeper.runtime import open_runtime, open_venue, pick_token, rebuild_for, thresholds_for
+from keeper.runtime import (
+    StartError,
+    check_delegations,
+    open_runtime,
+    open_venue,
+    pick_token,
+    rebuild_for,
+    thresholds_for,
+)
 from keeper.signer import Signer
 from keeper.txs import FeePolicy, Rebuild, TxConfig, TxManager
 from keeper.units import TokenAmount
-from keeper.venues.base import Execution, Venue, Watch
+from keeper.venues.base import Delegates, Delegation, Execution, Venue, Watch
 from keeper.views import PositionView, position_views
 
 __all__ = ["Client", "Outcome", "Step", "budget_in", "connect"]
@@ -117,6 +125,8 @@ class Client:
         poll_interval: float = 0.5,
         rebuild: Rebuild | None = None,
         owns_rpc: bool = True,
+        delegated: bool = False,
+        delegation_check_blocks: int = 100,
     ) -> None:
         self.rpc = rpc
         self.venue = venue
@@ -130,6 +140,8 @@ class Client:
         self._poll_interval = poll_interval
         self._rebuild = rebuild
         self._owns_rpc = owns_rpc
+        self.delegated = delegated
+        self._delegation_check_blocks = delegation_check_blocks
         self._closed = False
 
     def __repr__(self) -> str:
@@ -163,6 +175,8 @@ class Client:
             thresholds=thresholds_for(config, runtime.venue.name),
             poll_interval=runtime.poll_interval,
             rebuild=rebuild_for(runtime.venue, runtime.journal),
+            delegated=config.delegated,
+            delegation_check_blocks=config.delegation_check_blocks,
         )
 
     async def __aenter__(self) -> Self:
@@ -203,6 +217,7 @@ class Client:
             self.accounts,
             self.signer.address if self.signer else None,
             self.wallet_token.address if self.wallet_token else None,
+            delegated=self.delegated and self.signer is not None,
         )
 
     @property
@@ -225,6 +240,18 @@ class Client:
             watch = replace(watch, accounts=(to_checksum_address(account),))
         snap = (await self.venue.read(watch, block=block)).snapshot
         return position_views(snap)
+
+    async def delegations(self) -> list[Delegation]:
+        """Each watched account's grant to this client's key (delegated mode: the key acts
+        for accounts that named it, within the limits they set), at the latest block."""
+        if self.signer is None:
+            raise ManualError("delegations: this client has no key (connect with a signer)")
+        if not isinstance(self.venue, Delegates):
+            raise ManualError(f"delegations: venue {self.venue.name} has no delegates")
+        token = self.wallet_token.address if self.wallet_token else None
+        return [
+            await self.venue.delegation(a, self.signer.address, token=token) for a in self.accounts
+        ]
 
     async def markets(self, *, block: int | None = None) -> list[Market]:
         """Every market of the venue: mark price, maintenance rate, funding, at `block`."""
@@ -318,6 +345,7 @@ class Client:
                 dry_run=dry_run,
                 halt_file=halt_file,
                 stop_after_ticks=ticks,
+                delegation_check_blocks=self._delegation_check_blocks if self.delegated else 0,
             ),
             txs=None if dry_run else self.txs,
             events=_Reports(reports),
@@ -372,22 +400,26 @@ async def connect(
     multicall: str | None = None,
     max_fee_gwei: Decimal | int | str = 100,
     transport: str = "aiohttp",
+    delegated: bool = False,
 ) -> Client:
     """A client of `venue` over `source`: an `AsyncWeb3` of yours (its provider as you set it
     up: headers, WebSocket, IPC), a JsonRpc, or endpoint URLs / IPC paths (failing over in
     order; HTTP through `transport`).
 
     `venue` is "reference" (`addresses`: exchange and lens) or "gmx" (`preset` "arbitrum" or
-    "avalanche", `addresses` replacing the preset's, or all of them without one). `accounts`
-    are watched; `signer` (a Signer, or an eth-account LocalAccount) is the key that acts,
-    for its own positions; with it, `journal` (default keeper-journal.sqlite) records every
-    action, shared with any `keeper run` using the same file. `budget_token` names the token
-    the wallet pays top-ups in (needed where positions hold several). `chain_id`, when given,
-    must be the endpoints'. `multicall` is the Multicall3 to batch through (default: a GMX
-    preset's own, else the canonical 0xcA11...). `max_fee_gwei` caps what a transaction offers
-    per gas.
+    "avalanche", `addresses` replacing the preset's, or all of them without one). `accounts` are
+    watched; `signer` (a Signer, or an eth-account LocalAccount) is the key that acts, for its
+    own positions, or with `delegated` as the delegate of every account (a GMX subaccount, a
+    reference-exchange operator: each grant is checked here, ManualError when one is not active;
+    top-ups are then paid from each account's own wallet); with it, `journal` (default keeper-
+    journal.sqlite) records every action, shared with any `keeper run` using the same file.
+    `budget_token` names the token the wallet pays top-ups in (needed where positions hold
+    several). `chain_id`, when given, must be the endpoints'. `multicall` is the Multicall3 to
+    batch through (default: a GMX preset's own, else the canonical 0xcA11...). `max_fee_gwei`
+    caps what a transaction offers per gas.
     """
     owns = True
+    checked = [to_checksum_address(a) for a in accounts]
     if isinstance(source, AsyncWeb3):
         rpc = FailoverRpc([Web3Rpc(source)])
     elif isinstance(source, FailoverRpc):
@@ -431,6 +463,13 @@ async def connect(
                 TxConfig(chain_id=actual, fees=FeePolicy(fee_cap)),
                 delayed_venues=[opened.name] if opened.execution is Execution.DELAYED else [],
             )
+        if delegated:
+            if key is None or token is None:
+                raise ManualError("connect: delegated needs a signer and the budget token")
+            try:
+                await check_delegations(opened, checked, key.address, token.address)
+            except StartError as exc:
+                raise ManualError(f"connect: {exc}") from None
     except BaseException:
         if owns:
             await rpc.close()
@@ -438,13 +477,14 @@ async def connect(
     return Client(
         rpc=rpc,
         venue=opened,
-        accounts=[to_checksum_address(a) for a in accounts],
+        accounts=checked,
         signer=key,
         journal=book,
         txs=txs,
         wallet_token=token,
         rebuild=rebuild_for(opened, book) if book is not None else None,
         owns_rpc=owns,
+        delegated=delegated,
     )
 
 

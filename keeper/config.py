@@ -223,8 +223,12 @@ class Config:
     alert_dedup_window_s: int
     delegated: bool = False
     """accounts.delegated: the signer is a delegate of every watched account (a GMX
-    subaccount), not the account itself: it pays gas, top-ups come from each account's own
-    wallet, and the keeper starts only while every grant is active."""
+    subaccount, an operator of the reference exchange), not the account itself: it pays gas,
+    top-ups come from each account's own wallet, and the keeper starts only while every grant
+    is active."""
+    delegation_check_blocks: int = 100
+    """accounts.delegation_check_blocks: in delegated mode, the grants are checked again every
+    this many blocks, and alerted on when lost or soon unusable."""
 
     @property
     def sends(self) -> bool:
@@ -547,7 +551,7 @@ def _venue(r: _Reader, data: Mapping[str, Any]) -> VenueConfig | None:
 
 def _accounts(r: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
     t = r.table(data, "accounts", "")
-    r.unknown(t, "accounts", ("watch", "delegated"))
+    r.unknown(t, "accounts", ("watch", "delegated", "delegation_check_blocks"))
     watch = t.get("watch")
     if not isinstance(watch, list) or not watch:
         r.fail("accounts.watch", "expected a non-empty list of account addresses")
@@ -870,7 +874,12 @@ def parse(
     chain = _chain(r, data, base)
     venue = _venue(r, data)
     accounts = _accounts(r, data)
-    delegated = r.get(r.table(data, "accounts", ""), "delegated", "accounts", bool, False)
+    accounts_table = r.table(data, "accounts", "")
+    delegated = r.get(accounts_table, "delegated", "accounts", bool, False)
+    check_blocks = r.positive(
+        r.get(accounts_table, "delegation_check_blocks", "accounts", int, 100),
+        "accounts.delegation_check_blocks",
+    )
     signer = _signer(r, data, base, mode)
     thresholds = _thresholds(r, data)
     budget = _budget(r, data, venue.kind if venue else None)
@@ -887,11 +896,6 @@ def parse(
             f"a raw key from the environment is refused on chain {chain.chain_id} "
             "(not a devnet); use a keystore, or set signer.allow_raw_key = true",
         )
-    if delegated and venue is not None and venue.kind != "gmx":
-        r.fail(
-            "accounts.delegated",
-            f"venue {venue.kind} has no delegates in this keeper (GMX subaccounts have)",
-        )
     if r.problems:
         raise ConfigError(source, r.problems)
     if not (chain and venue and signer and thresholds and budget and mode and journal):
@@ -906,6 +910,7 @@ def parse(
         venue=venue,
         accounts=accounts,
         delegated=bool(delegated),
+        delegation_check_blocks=int(check_blocks) if check_blocks else 100,
         signer=signer,
         thresholds=thresholds,
         budget=budget,

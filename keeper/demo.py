@@ -6,8 +6,11 @@ ETH long and BTC short at different leverages and a cross account with an ETH an
 then pushes a price path: a drift, then a sharp fall in ETH and spike in BTC. Every price step
 is one block. A liquidator looks at every price block and liquidates whatever it can; then the
 real keeper (Keeper, ReferenceVenue, TxManager, Journal in a temp dir) ticks on each new block
-in this process, so the run is deterministic and fast. The chain is then reverted to a
-snapshot taken before the path and the same prices are replayed with no keeper.
+in this process, so the run is deterministic and fast. The keeper never holds the trader's
+key: the trader approved the keeper's key as an operator (PerpExchange.approveOperator),
+which tops up from the trader's wallet, reduces and closes, every payout to the trader. The
+chain is then reverted to a snapshot taken before the path and the same prices are replayed
+with no keeper.
 
 Money is exact (integers with their decimals); floats appear only at the chart's boundary.
 """
@@ -661,7 +664,8 @@ async def _build_keeper(
     d = devnet.deployment
     trader: LocalAccount = devnet.account("trader")
     journal = Journal(workdir / "journal.sqlite")
-    signer = Signer.from_key(trader.key)
+    # the keeper signs as the operator the trader approved, never with the trader's key
+    signer = Signer.from_key(devnet.account("operator").key)
     txs = TxManager(rpc, journal, signer, TxConfig(chain_id=d.chain_id, fees=FeePolicy(10**11)))
     events = _Events()
     keeper = Keeper(
@@ -669,10 +673,14 @@ async def _build_keeper(
         rpc=rpc,
         stream=stream,
         journal=journal,
-        watch=Watch((trader.address,), signer.address),
+        watch=Watch(
+            (trader.address,), signer.address, venue.collateral_token.address, delegated=True
+        ),
         thresholds=DEMO_THRESHOLDS,
         budget=DEMO_BUDGET,
-        settings=LoopSettings(venue_token=venue.collateral_token.address),
+        settings=LoopSettings(
+            venue_token=venue.collateral_token.address, delegation_check_blocks=10
+        ),
         txs=txs,
         events=events,
     )
@@ -684,6 +692,7 @@ async def _demo(devnet: Devnet, options: DemoOptions, workdir: Path) -> dict[str
     # 2 s blocks from here on, whatever the wall clock does: funding accrues the same each run
     devnet.chain.rpc("anvil_setBlockTimestampInterval", BLOCK_SECONDS)
     subjects = open_positions(devnet)
+    devnet.approve_operator(devnet.account("trader"))
     path = price_path(options.seed)
     d = devnet.deployment
     snapshot = devnet.chain.snapshot()

@@ -27,14 +27,16 @@ SAMPLE_POSITION = ("ETH", "2000", "10")
 
 def write_config(devnet: Devnet, path: Path) -> Path:
     """The keeper config for the devnet's trader at `path`, written atomically (a reader never
-    sees half a file); the journal and halt file sit next to it."""
+    sees half a file); the journal and halt file sit next to it. The keeper signs as the
+    devnet's operator, which the trader has approved (accounts.delegated), never as the
+    trader."""
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     devnet.keeper_config(
         tmp,
         keeper={"journal": f"{path.stem}-journal.sqlite", "halt_file": f"{path.stem}.HALT"},
-        accounts={"watch": [devnet.deployment.trader]},
+        accounts={"watch": [devnet.deployment.trader], "delegated": True},
     )
     os.replace(tmp, path)
     return path
@@ -77,6 +79,7 @@ def run_devnet(
                 devnet.open_isolated(
                     devnet.account("trader"), symbol, long=True, collateral=collateral, size=size
                 )
+            devnet.approve_operator(devnet.account("trader"))
             if block_time is not None and whole:
                 anvil.rpc("evm_setIntervalMining", int(block_time))
             old_journal = journal_of(config_out)
@@ -108,7 +111,7 @@ def _print_ready(
     devnet: Devnet, config: Path, *, block_time: Decimal | None, position: bool
 ) -> None:
     d = devnet.deployment
-    trader = devnet.account("trader")
+    operator = devnet.account("operator")
     owner = devnet.account("owner")
     mining = f"a block every {block_time}s" if block_time else "a block per transaction"
     lines = [
@@ -130,13 +133,16 @@ def _print_ready(
         held = f"; {symbol} long {size} with {collateral} USDC isolated"
     lines += [
         f"  trader     {d.trader} (USDC funded, exchange approved{held})",
+        f"  operator   {operator.address} (the keeper's key: approved by the trader to top up "
+        "from its wallet, reduce and close, paying only the trader)",
         f"  config     {config}",
         "",
-        "In another shell (the key is Anvil's public test key: for this devnet only):",
-        f"  export {KEY_ENV}=0x{bytes(trader.key).hex()}",
+        "In another shell (the operator's key, Anvil's public test key: for this devnet only):",
+        f"  export {KEY_ENV}=0x{bytes(operator.key).hex()}",
         f"  keeper config check {config}",
         f"  keeper positions --config {config}",
         f"  keeper run --config {config}",
+        f"  keeper delegate --config {config}   (the trader's grant to the operator)",
         "Move a price as the feeds' oracle (8 decimals; ETH to 1880):",
         f'  cast send {d.feeds["ETH"]} "setAnswer(int256)" 188000000000 '
         f"--rpc-url {devnet.url} --private-key 0x{bytes(owner.key).hex()}",

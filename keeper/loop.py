@@ -31,6 +31,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_hash.auto import keccak
 
 from keeper import margin
+from keeper.alerts import AlertCode
 from keeper.chain.blocks import BlockStream, NewHead
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.rpc import ChainReads
@@ -53,6 +54,7 @@ from keeper.txs import Failure, Rebuild, TxManager, TxOutcome, TxRequest
 from keeper.units import TokenAmount
 from keeper.venues.base import (
     ActionState,
+    Delegates,
     LogEntry,
     MinedTx,
     SimulatesExecution,
@@ -70,7 +72,7 @@ EXIT_OK = 0
 EXIT_FATAL = 3
 DAY_MS = 86_400_000
 # intents that serve another one (an approval, an order's cancel), not a position
-_HOUSEKEEPING = frozenset({"approve", "cancel_order"})
+_HOUSEKEEPING = frozenset({"approve", "cancel_order", "delegation_setup"})
 _LATEST_ROUND_DATA = keccak(b"latestRoundData()")[:4]
 
 
@@ -111,6 +113,7 @@ class LoopSettings:
     approval_timeout: float = 60.0  # seconds a tick waits for an approval to be mined
     max_consecutive_errors: int = 0  # 0: never give up on read errors
     stop_after_ticks: int | None = None  # tests and one-shot runs
+    delegation_check_blocks: int = 0  # delegated mode: check the grants every N blocks (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +486,7 @@ class Keeper:
     last_read: VenueRead | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _follower: DelayedFollower | None = None
+    _grants_checked_at: int | None = None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -625,6 +629,7 @@ class Keeper:
                 continue
             sent.extend(await self._act(action, snap, held))
         await self._drive_in_flight(snap)
+        await self._check_delegations(block)
         self.ticks += 1
         report = TickReport(
             block_number=block,
@@ -643,6 +648,46 @@ class Keeper:
         )
         self.events.tick_done(report)
         return report
+
+    async def _check_delegations(self, block: int) -> None:
+        """Delegated mode: every `delegation_check_blocks` blocks, each watched account's grant
+        to the signer, alerted when it is no longer active (delegation_lost, critical: the
+        keeper cannot act for that account) or soon unusable (delegation_low: few actions
+        left, near its expiry). A failed check is logged and tried on the next block."""
+        every = self.settings.delegation_check_blocks
+        venue = self.venue
+        if not (every > 0 and self.watch.delegated and self.txs is not None):
+            return
+        if not isinstance(venue, Delegates):
+            return
+        last = self._grants_checked_at
+        if last is not None and block - last < every:
+            return
+        delegate = self.txs.sender
+        try:
+            grants = [
+                await venue.delegation(a, delegate, token=self.settings.venue_token)
+                for a in self.watch.accounts
+            ]
+        except (RpcError, VenueError) as exc:
+            log.warning("delegation check at block %d failed: %s", block, exc)
+            return
+        self._grants_checked_at = block
+        for g in grants:
+            if not g.active:
+                self.events.alert(
+                    AlertCode.DELEGATION_LOST,
+                    Severity.CRITICAL,
+                    f"{delegate} can no longer act for {g.account}: {'; '.join(g.problems)}",
+                    key=g.account,
+                )
+            elif g.problems:
+                self.events.alert(
+                    AlertCode.DELEGATION_LOW,
+                    Severity.WARNING,
+                    f"the grant of {g.account} to {delegate}: {'; '.join(g.problems)}",
+                    key=g.account,
+                )
 
     def _history_blocks(self) -> int:
         th = [self.thresholds.default, *self.thresholds.overrides.values()]

@@ -230,15 +230,19 @@ async def prepare(runtime: Session, kind: str, ref: str, amount: str | None) -> 
         raise ManualError("this command sends a transaction: the config has no key")
     sender = txs.sender
     watch = runtime.watch
-    if sender.lower() not in {a.lower() for a in watch.accounts}:
+    owner = sender
+    if watch.delegated:  # the key acts for the watched accounts (`MARKET:SIDE`: the only one)
+        if len(watch.accounts) == 1:
+            owner = watch.accounts[0]
+    elif sender.lower() not in {a.lower() for a in watch.accounts}:
         watch = replace(watch, accounts=(*watch.accounts, sender))
     read = await runtime.venue.read(watch)
     snap = read.snapshot
-    subject = find_subject(snap, runtime.venue.name, ref, sender)
-    if subject.account.lower() != sender.lower():
+    subject = find_subject(snap, runtime.venue.name, ref, owner)
+    if not watch.delegated and subject.account.lower() != sender.lower():
         raise ManualError(
             f"{ref} belongs to {subject.account}; the configured key is {sender}: only the "
-            "owner can act on it"
+            "owner can act on it (or a delegate: accounts.delegated)"
         )
     action = make_action(kind, subject, amount, runtime.venue.name)
     return await prepare_action(runtime, action, snap)

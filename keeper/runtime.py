@@ -313,7 +313,7 @@ async def check_delegations(
         lines = "; ".join(f"{g.account}: {', '.join(g.problems)}" for g in inactive)
         raise StartError(
             f"accounts.delegated: {delegate} cannot act for {lines} "
-            "(the trader sets it up with `keeper gmx subaccount`)"
+            "(the trader sets it up: `keeper delegate --config FILE` prints how)"
         )
     for g in grants:
         if g.problems:
@@ -486,6 +486,7 @@ async def run_keeper(
                 halt_file=config.halt_file,
                 sequencer=sequencer,
                 stop_after_ticks=stop_after_ticks,
+                delegation_check_blocks=config.delegation_check_blocks,
             ),
             txs=None if dry else runtime.txs,
             events=OpsEvents(metrics, alerter, runtime.rpc),

@@ -32,6 +32,7 @@ from keeper.loop import TickReport
 from keeper.manual import Plan
 from keeper.model import Market, Snapshot
 from keeper.policy import Budget, Thresholds
+from keeper.venues.base import Delegation
 from keeper.views import PositionView
 
 __all__ = ["SyncClient", "connect", "from_config"]
@@ -95,6 +96,9 @@ class SyncClient:
 
     def markets(self, *, block: int | None = None) -> list[Market]:
         return self._loop.run(self.client.markets(block=block))
+
+    def delegations(self) -> list[Delegation]:
+        return self._loop.run(self.client.delegations())
 
     def prepare_top_up(self, position: Subject, amount: Decimal | int | str) -> Plan:
         return self._loop.run(self.client.prepare_top_up(position, amount))

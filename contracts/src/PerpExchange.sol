@@ -3,7 +3,7 @@ pragma solidity 0.8.30;
 
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IERC20} from "./interfaces/IERC20.sol";
-import {MarketParams, MarketState, Position, Health} from "./PerpTypes.sol";
+import {MarketParams, MarketState, Position, Health, OperatorGrant} from "./PerpTypes.sol";
 import {PerpMath} from "./PerpMath.sol";
 
 /// @title PerpExchange: the reference perpetual exchange of perp-keeper
@@ -46,6 +46,15 @@ import {PerpMath} from "./PerpMath.sol";
 /// reserveFactor * (sum of size * entryPrice); an open or increase must leave reservedAmount() <=
 /// poolAmount, and LP withdrawals may not take the pool below reservedAmount(). LP shares are priced on
 /// poolAmount alone (traders' unrealized pnl and unsettled funding are not counted).
+///
+/// Operators: an account may approve an operator (e.g. a keeper's key) with approveOperator: a top-up
+/// limit (6 decimals), a number of calls and an expiry. The operator may then call the *For forms of
+/// addMargin, decreasePosition, closePosition, removeMargin, depositCross, decreaseCross, closeCross
+/// and withdrawCross for that account: each uses one call of the grant (top-ups also use the limit,
+/// and are pulled from the account's wallet through its allowance to the exchange), does exactly
+/// what the account's own call does, and pays every token out to the account, never to the
+/// operator. Operators cannot open or increase positions nor touch LP funds; the account may revoke
+/// at any time. A grant is per (account, operator) pair and is not transferable.
 contract PerpExchange {
     /// Outcome of a decrease: execution price, realized pnl, close fee, settled funding, and
     /// traderDelta = pnl - funding - fee, the signed amount due to the trader.
@@ -92,6 +101,7 @@ contract PerpExchange {
     mapping(address => bytes32[]) private _isolatedKeys;
     mapping(address => bytes32[]) private _crossKeys;
     mapping(bytes32 => uint256) private _keySlot; // 1 + index of the key in its account's list
+    mapping(address => mapping(address => OperatorGrant)) private _grants; // account => operator => grant
 
     /// @notice A market was added.
     event MarketAdded(uint256 indexed marketId, address indexed feed, MarketParams params);
@@ -154,6 +164,27 @@ contract PerpExchange {
     event CrossDeposit(address indexed account, uint256 amount);
     /// @notice Collateral withdrawn from a cross account.
     event CrossWithdraw(address indexed account, uint256 amount);
+    /// @notice `account` approved `operator`, replacing any earlier grant to it.
+    /// @param account The account granting.
+    /// @param operator The operator.
+    /// @param topUpLimit Collateral the operator may pull from the account's wallet (6 decimals).
+    /// @param actions Number of *For calls allowed.
+    /// @param expiresAt Last unix time (seconds) at which the grant may be used.
+    event OperatorApproved(
+        address indexed account, address indexed operator, uint256 topUpLimit, uint256 actions, uint256 expiresAt
+    );
+    /// @notice `account` revoked its grant to `operator` (emitted even when there was none).
+    /// @param account The account revoking.
+    /// @param operator The operator.
+    event OperatorRevoked(address indexed account, address indexed operator);
+    /// @notice `operator` acted for `account`; emitted after the action's own events.
+    /// @param account The account acted for.
+    /// @param operator The operator (the caller).
+    /// @param selector Selector of the *For function called.
+    /// @param actionsLeft Calls left in the grant after this one.
+    event OperatorActed(
+        address indexed account, address indexed operator, bytes4 indexed selector, uint256 actionsLeft
+    );
 
     /// @notice The caller is not the owner.
     error NotOwner();
@@ -192,10 +223,26 @@ contract PerpExchange {
     error CrossBalanceShortfall(uint256 balance, uint256 loss);
     /// @notice A token transfer failed.
     error TransferFailed();
+    /// @notice The caller has no usable grant from the account (none, revoked, or actionsLeft == 0).
+    error NotOperator(address account, address operator);
+    /// @notice The grant expired (block.timestamp > expiresAt).
+    error OperatorExpired(address account, address operator, uint256 expiresAt);
+    /// @notice A top-up exceeds what is left of the grant's top-up limit.
+    error TopUpLimitExceeded(uint256 topUpLeft, uint256 amount);
+    /// @notice Grant parameters are out of bounds (see approveOperator).
+    error InvalidGrant();
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
         _;
+    }
+
+    /// Uses one call of msg.sender's grant from `account` and `topUp` of its top-up limit, runs the
+    /// function, then emits OperatorActed.
+    modifier asOperator(address account, uint256 topUp) {
+        uint256 actionsLeft = _useGrant(account, topUp);
+        _;
+        _emitActed(account, actionsLeft);
     }
 
     /// @param collateralToken_ The collateral token (USDC, 6 decimals).
@@ -305,43 +352,24 @@ contract PerpExchange {
     ///         net gain is paid out, a net loss is taken from the collateral. A partial decrease must
     ///         leave equity >= initial margin; sizeDelta == size closes and pays out all that remains.
     function decreasePosition(uint256 marketId, bool isLong, uint256 sizeDelta) external {
-        _decreaseIsolated(marketId, isLong, sizeDelta, false);
+        _decreaseIsolated(msg.sender, marketId, isLong, sizeDelta, false);
     }
 
     /// @notice Closes the caller's isolated position (decreasePosition by its whole size).
     function closePosition(uint256 marketId, bool isLong) external {
-        _decreaseIsolated(marketId, isLong, 0, true);
+        _decreaseIsolated(msg.sender, marketId, isLong, 0, true);
     }
 
     /// @notice Adds `amount` collateral to the caller's isolated position (settles funding; allowed
     ///         even when the position is liquidatable).
     function addMargin(uint256 marketId, bool isLong, uint256 amount) external {
-        if (amount == 0) revert ZeroAmount();
-        (Market storage m,) = _updateFunding(marketId);
-        bytes32 key = positionKey(msg.sender, marketId, isLong);
-        Position storage p = _existing(key);
-        int256 funding = _settleFunding(m, p);
-        p.collateral = _settle(-funding, p.collateral + amount);
-        p.lastUpdated = block.timestamp;
-        _pull(msg.sender, amount);
-        emit MarginAdded(key, msg.sender, amount, funding);
+        _addMargin(msg.sender, marketId, isLong, amount);
     }
 
     /// @notice Removes `amount` collateral from the caller's isolated position (settles funding first);
     ///         equity must stay >= initial margin.
     function removeMargin(uint256 marketId, bool isLong, uint256 amount) external {
-        if (amount == 0) revert ZeroAmount();
-        (Market storage m, uint256 price) = _updateFunding(marketId);
-        bytes32 key = positionKey(msg.sender, marketId, isLong);
-        Position storage p = _existing(key);
-        int256 funding = _settleFunding(m, p);
-        uint256 collateral = _settle(-funding, p.collateral);
-        if (amount > collateral) revert InsufficientCollateral(collateral, amount);
-        p.collateral = collateral - amount;
-        p.lastUpdated = block.timestamp;
-        _requireInitialMargin(_health(m, p, price));
-        _push(msg.sender, amount);
-        emit MarginRemoved(key, msg.sender, amount, funding);
+        _removeMargin(msg.sender, marketId, isLong, amount);
     }
 
     /// @notice Liquidates an isolated position whose equity is below its maintenance margin (strictly).
@@ -364,22 +392,13 @@ contract PerpExchange {
 
     /// @notice Deposits `amount` collateral into the caller's cross account.
     function depositCross(uint256 amount) external {
-        if (amount == 0) revert ZeroAmount();
-        crossBalance[msg.sender] += amount;
-        _pull(msg.sender, amount);
-        emit CrossDeposit(msg.sender, amount);
+        _depositCross(msg.sender, amount);
     }
 
     /// @notice Withdraws `amount` from the caller's cross balance; the account's equity must stay
     ///         >= the sum of its positions' initial margins.
     function withdrawCross(uint256 amount) external {
-        if (amount == 0) revert ZeroAmount();
-        uint256 balance = crossBalance[msg.sender];
-        if (amount > balance) revert InsufficientCollateral(balance, amount);
-        crossBalance[msg.sender] = balance - amount;
-        _requireCrossInitialMargin(msg.sender);
-        _push(msg.sender, amount);
-        emit CrossWithdraw(msg.sender, amount);
+        _withdrawCross(msg.sender, amount);
     }
 
     /// @notice Opens or increases the caller's cross position (fee and funding from the cross
@@ -403,12 +422,12 @@ contract PerpExchange {
     ///         (equity >= the sum of maintenance margins), so a reduction may restore a liquidatable
     ///         account but never make one liquidatable.
     function decreaseCross(uint256 marketId, bool isLong, uint256 sizeDelta) external {
-        _decreaseCross(marketId, isLong, sizeDelta, false);
+        _decreaseCross(msg.sender, marketId, isLong, sizeDelta, false);
     }
 
     /// @notice Closes the caller's cross position (decreaseCross by its whole size).
     function closeCross(uint256 marketId, bool isLong) external {
-        _decreaseCross(marketId, isLong, 0, true);
+        _decreaseCross(msg.sender, marketId, isLong, 0, true);
     }
 
     /// @notice Liquidates a cross account whose equity is below the sum of its positions' maintenance
@@ -438,6 +457,125 @@ contract PerpExchange {
         uint256 remaining = _settle(delta, crossBalance[account]);
         crossBalance[account] = 0;
         liquidatorFee = _payLiquidation(account, true, remaining, fee);
+    }
+
+    // ------------------------------------------------------------------ operators
+
+    /// @notice Lets `operator` top up, reduce, close and withdraw for the caller through the *For
+    ///         functions, replacing any earlier grant to it (the counts start afresh). Top-ups are
+    ///         pulled from the caller's wallet, so the caller's allowance to the exchange also bounds
+    ///         them; payouts always go to the caller.
+    /// @param operator The operator (not zero, not the caller).
+    /// @param topUpLimit Collateral the operator may pull from the caller's wallet in total (6
+    ///        decimals, <= 2^128 - 1; 0: no top-ups).
+    /// @param actions Number of *For calls allowed (> 0, <= 2^64 - 1).
+    /// @param expiresAt Last unix time (seconds) at which the grant may be used (> block.timestamp,
+    ///        <= 2^64 - 1).
+    function approveOperator(address operator, uint256 topUpLimit, uint256 actions, uint256 expiresAt) external {
+        if (
+            operator == address(0) || operator == msg.sender || actions == 0 || expiresAt <= block.timestamp
+                || topUpLimit > type(uint128).max || actions > type(uint64).max || expiresAt > type(uint64).max
+        ) revert InvalidGrant();
+        _grants[msg.sender][operator] =
+            OperatorGrant({expiresAt: uint64(expiresAt), actionsLeft: uint64(actions), topUpLeft: uint128(topUpLimit)});
+        emit OperatorApproved(msg.sender, operator, topUpLimit, actions, expiresAt);
+    }
+
+    /// @notice Deletes the caller's grant to `operator`, effective at once. Safe to call when there is
+    ///         none: it then only emits OperatorRevoked.
+    /// @param operator The operator.
+    function revokeOperator(address operator) external {
+        delete _grants[msg.sender][operator];
+        emit OperatorRevoked(msg.sender, operator);
+    }
+
+    /// @notice What is left of `account`'s grant to `operator` (all zero: none or revoked). The grant
+    ///         is usable while actionsLeft > 0 and block.timestamp <= expiresAt.
+    /// @param account The account that granted.
+    /// @param operator The operator.
+    /// @return The grant (topUpLeft in collateral units, 6 decimals).
+    function operatorGrant(address account, address operator) external view returns (OperatorGrant memory) {
+        return _grants[account][operator];
+    }
+
+    /// @notice addMargin for `account` by its operator: pulls `amount` from the account's wallet
+    ///         into its isolated position; uses one call and `amount` of the top-up limit.
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    /// @param amount Collateral to add (6 decimals, > 0).
+    function addMarginFor(address account, uint256 marketId, bool isLong, uint256 amount)
+        external
+        asOperator(account, amount)
+    {
+        _addMargin(account, marketId, isLong, amount);
+    }
+
+    /// @notice decreasePosition for `account` by its operator; the payout goes to the account.
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    /// @param sizeDelta Size to remove (18 decimals, > 0, <= size).
+    function decreasePositionFor(address account, uint256 marketId, bool isLong, uint256 sizeDelta)
+        external
+        asOperator(account, 0)
+    {
+        _decreaseIsolated(account, marketId, isLong, sizeDelta, false);
+    }
+
+    /// @notice closePosition for `account` by its operator; the payout goes to the account.
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    function closePositionFor(address account, uint256 marketId, bool isLong) external asOperator(account, 0) {
+        _decreaseIsolated(account, marketId, isLong, 0, true);
+    }
+
+    /// @notice removeMargin for `account` by its operator; the collateral goes to the account.
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    /// @param amount Collateral to remove (6 decimals, > 0).
+    function removeMarginFor(address account, uint256 marketId, bool isLong, uint256 amount)
+        external
+        asOperator(account, 0)
+    {
+        _removeMargin(account, marketId, isLong, amount);
+    }
+
+    /// @notice depositCross for `account` by its operator: pulls `amount` from the account's wallet
+    ///         into its cross balance; uses one call and `amount` of the top-up limit.
+    /// @param account The trader.
+    /// @param amount Collateral to deposit (6 decimals, > 0).
+    function depositCrossFor(address account, uint256 amount) external asOperator(account, amount) {
+        _depositCross(account, amount);
+    }
+
+    /// @notice decreaseCross for `account` by its operator (settles into the account's cross balance).
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    /// @param sizeDelta Size to remove (18 decimals, > 0, <= size).
+    function decreaseCrossFor(address account, uint256 marketId, bool isLong, uint256 sizeDelta)
+        external
+        asOperator(account, 0)
+    {
+        _decreaseCross(account, marketId, isLong, sizeDelta, false);
+    }
+
+    /// @notice closeCross for `account` by its operator (settles into the account's cross balance).
+    /// @param account The trader.
+    /// @param marketId Market of the position.
+    /// @param isLong Side of the position.
+    function closeCrossFor(address account, uint256 marketId, bool isLong) external asOperator(account, 0) {
+        _decreaseCross(account, marketId, isLong, 0, true);
+    }
+
+    /// @notice withdrawCross for `account` by its operator; the collateral goes to the account.
+    /// @param account The trader.
+    /// @param amount Collateral to withdraw (6 decimals, > 0).
+    function withdrawCrossFor(address account, uint256 amount) external asOperator(account, 0) {
+        _withdrawCross(account, amount);
     }
 
     // ------------------------------------------------------------------ views
@@ -545,9 +683,9 @@ contract PerpExchange {
 
     // ------------------------------------------------------------------ internal: positions
 
-    function _decreaseIsolated(uint256 marketId, bool isLong, uint256 sizeDelta, bool all) private {
+    function _decreaseIsolated(address account, uint256 marketId, bool isLong, uint256 sizeDelta, bool all) private {
         (Market storage m, uint256 price) = _updateFunding(marketId);
-        bytes32 key = positionKey(msg.sender, marketId, isLong);
+        bytes32 key = positionKey(account, marketId, isLong);
         Position storage p = _existing(key);
         if (all) sizeDelta = p.size;
         Fill memory f = _decrease(m, p, price, sizeDelta);
@@ -561,25 +699,54 @@ contract PerpExchange {
             else p.collateral = margin;
             _requireInitialMargin(_health(m, p, price));
         }
-        _push(msg.sender, payout);
-        _emitDecrease(key, marketId, sizeDelta, f, payout);
+        _push(account, payout);
+        _emitDecrease(key, account, marketId, sizeDelta, f, payout);
     }
 
-    function _decreaseCross(uint256 marketId, bool isLong, uint256 sizeDelta, bool all) private {
+    function _decreaseCross(address account, uint256 marketId, bool isLong, uint256 sizeDelta, bool all) private {
         (Market storage m, uint256 price) = _updateFunding(marketId);
-        bytes32 key = crossPositionKey(msg.sender, marketId, isLong);
+        bytes32 key = crossPositionKey(account, marketId, isLong);
         Position storage p = _existing(key);
         if (all) sizeDelta = p.size;
         Fill memory f = _decrease(m, p, price, sizeDelta);
-        uint256 balance = crossBalance[msg.sender];
+        uint256 balance = crossBalance[account];
         if (f.traderDelta < 0 && uint256(-f.traderDelta) > balance) {
             revert CrossBalanceShortfall(balance, uint256(-f.traderDelta));
         }
-        crossBalance[msg.sender] = _settle(f.traderDelta, balance);
+        crossBalance[account] = _settle(f.traderDelta, balance);
         if (p.size == 0) _deletePosition(key, p);
-        (int256 equity, uint256 maintenanceMargin,) = crossHealth(msg.sender);
+        (int256 equity, uint256 maintenanceMargin,) = crossHealth(account);
         if (equity < int256(maintenanceMargin)) revert InsufficientMargin(equity, maintenanceMargin);
-        _emitDecrease(key, marketId, sizeDelta, f, 0);
+        _emitDecrease(key, account, marketId, sizeDelta, f, 0);
+    }
+
+    /// Adds `amount` collateral, pulled from `account`'s wallet, to its isolated position.
+    function _addMargin(address account, uint256 marketId, bool isLong, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        (Market storage m,) = _updateFunding(marketId);
+        bytes32 key = positionKey(account, marketId, isLong);
+        Position storage p = _existing(key);
+        int256 funding = _settleFunding(m, p);
+        p.collateral = _settle(-funding, p.collateral + amount);
+        p.lastUpdated = block.timestamp;
+        _pull(account, amount);
+        emit MarginAdded(key, account, amount, funding);
+    }
+
+    /// Removes `amount` collateral from `account`'s isolated position and sends it to `account`.
+    function _removeMargin(address account, uint256 marketId, bool isLong, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        (Market storage m, uint256 price) = _updateFunding(marketId);
+        bytes32 key = positionKey(account, marketId, isLong);
+        Position storage p = _existing(key);
+        int256 funding = _settleFunding(m, p);
+        uint256 collateral = _settle(-funding, p.collateral);
+        if (amount > collateral) revert InsufficientCollateral(collateral, amount);
+        p.collateral = collateral - amount;
+        p.lastUpdated = block.timestamp;
+        _requireInitialMargin(_health(m, p, price));
+        _push(account, amount);
+        emit MarginRemoved(key, account, amount, funding);
     }
 
     /// Returns the position slot for an increase, initialising it when new.
@@ -717,8 +884,15 @@ contract PerpExchange {
         delete _positions[key];
     }
 
-    function _emitDecrease(bytes32 key, uint256 marketId, uint256 sizeDelta, Fill memory f, uint256 payout) private {
-        emit PositionDecreased(key, msg.sender, marketId, sizeDelta, f.price, f.pnl, f.fee, f.funding, payout);
+    function _emitDecrease(
+        bytes32 key,
+        address account,
+        uint256 marketId,
+        uint256 sizeDelta,
+        Fill memory f,
+        uint256 payout
+    ) private {
+        emit PositionDecreased(key, account, marketId, sizeDelta, f.price, f.pnl, f.fee, f.funding, payout);
     }
 
     // ------------------------------------------------------------------ internal: margin and pool
@@ -749,6 +923,25 @@ contract PerpExchange {
         if (h.equity < int256(h.initialMargin)) revert InsufficientMargin(h.equity, h.initialMargin);
     }
 
+    /// Deposits `amount`, pulled from `account`'s wallet, into its cross balance.
+    function _depositCross(address account, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        crossBalance[account] += amount;
+        _pull(account, amount);
+        emit CrossDeposit(account, amount);
+    }
+
+    /// Withdraws `amount` from `account`'s cross balance to `account`.
+    function _withdrawCross(address account, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        uint256 balance = crossBalance[account];
+        if (amount > balance) revert InsufficientCollateral(balance, amount);
+        crossBalance[account] = balance - amount;
+        _requireCrossInitialMargin(account);
+        _push(account, amount);
+        emit CrossWithdraw(account, amount);
+    }
+
     function _requireCrossInitialMargin(address account) private view {
         (int256 equity,, uint256 initialMargin) = crossHealth(account);
         if (equity < int256(initialMargin)) revert InsufficientMargin(equity, initialMargin);
@@ -757,6 +950,26 @@ contract PerpExchange {
     function _requireReserve() private view {
         uint256 reserved = reservedAmount();
         if (reserved > poolAmount) revert InsufficientLiquidity(poolAmount, reserved);
+    }
+
+    // ------------------------------------------------------------------ internal: operators
+
+    /// Checks msg.sender's grant from `account` and uses one call and `topUp` of its top-up limit
+    /// (6 decimals); returns the calls left.
+    function _useGrant(address account, uint256 topUp) private returns (uint256 actionsLeft) {
+        OperatorGrant memory grant = _grants[account][msg.sender]; // one slot: a single read and a single write
+        if (grant.actionsLeft == 0) revert NotOperator(account, msg.sender);
+        if (block.timestamp > grant.expiresAt) revert OperatorExpired(account, msg.sender, grant.expiresAt);
+        if (topUp > grant.topUpLeft) revert TopUpLimitExceeded(grant.topUpLeft, topUp);
+        actionsLeft = grant.actionsLeft - 1;
+        grant.actionsLeft = uint64(actionsLeft);
+        grant.topUpLeft -= uint128(topUp); // topUp <= topUpLeft < 2^128
+        _grants[account][msg.sender] = grant;
+    }
+
+    /// Emits OperatorActed for the running *For call (shared by the modifier's expansions).
+    function _emitActed(address account, uint256 actionsLeft) private {
+        emit OperatorActed(account, msg.sender, msg.sig, actionsLeft);
     }
 
     // ------------------------------------------------------------------ internal: markets and prices

@@ -79,6 +79,17 @@ struct Position {
     uint256 lastUpdated;
 }
 
+/// @notice What an account lets one operator do on its behalf (PerpExchange.approveOperator): top up,
+///         reduce, close and withdraw, with every payout going to the account.
+struct OperatorGrant {
+    /// Unix time (seconds) after which the grant is refused; usable while block.timestamp <= expiresAt.
+    uint64 expiresAt;
+    /// Operator calls left; every successful *For call uses one (0: no grant, revoked or used up).
+    uint64 actionsLeft;
+    /// Collateral (token units, 6 decimals) the operator may still pull from the account's wallet.
+    uint128 topUpLeft;
+}
+
 /// @notice Margin figures of one position at a mark price (6 decimals unless said).
 struct Health {
     /// Unrealized pnl at the mark, rounded down (signed).

@@ -120,6 +120,7 @@ LP_INDEX = 1
 TRADER_INDEX = 2
 CROSS_TRADER_INDEX = 3
 LIQUIDATOR_INDEX = 4
+OPERATOR_INDEX = 5  # the keeper's key: an operator the traders approve, never a trader
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ class Deployment:
     cross_trader: str
     liquidator: str
     block_number: int = 0
+    operator: str = ""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -294,6 +296,7 @@ class Devnet:
             "trader": TRADER_INDEX,
             "cross_trader": CROSS_TRADER_INDEX,
             "liquidator": LIQUIDATOR_INDEX,
+            "operator": OPERATOR_INDEX,
         }.get(role)
         if index is None:
             raise KeyError(f"no devnet role {role!r}")
@@ -433,6 +436,31 @@ class Devnet:
         self.chain.send(
             account,
             self.usdc.functions.approve(Web3.to_checksum_address(self.deployment.exchange), amount),
+        )
+
+    def approve_operator(
+        self,
+        account: LocalAccount,
+        operator: str | None = None,
+        *,
+        top_up_limit: Decimal | int | str | None = None,
+        actions: int = 1000,
+        seconds: int = 90 * 86_400,
+    ) -> TxReceipt:
+        """`account` approves `operator` (default: the devnet's operator, the keeper's key) to
+        act on its positions: top-ups from its wallet up to `top_up_limit` USDC (default:
+        unlimited), `actions` calls, for `seconds` from the latest block's time."""
+        who = Web3.to_checksum_address(operator or self.account("operator").address)
+        limit = (
+            2**128 - 1
+            if top_up_limit is None
+            else scaled(top_up_limit, USDC_DECIMALS, "top_up_limit")
+        )
+        expires = int(self.w3.eth.get_block("latest")["timestamp"]) + seconds
+        return self.chain.send(
+            account,
+            self.exchange.functions.approveOperator(who, limit, actions, expires),
+            what="approveOperator",
         )
 
     def open_isolated(
@@ -601,6 +629,7 @@ def deploy(
         trader=dev_account(TRADER_INDEX).address,
         cross_trader=dev_account(CROSS_TRADER_INDEX).address,
         liquidator=dev_account(LIQUIDATOR_INDEX).address,
+        operator=dev_account(OPERATOR_INDEX).address,
     )
     devnet = Devnet(chain=chain, deployment=deployment, markets=tuple(markets))
     lp = devnet.account("lp")

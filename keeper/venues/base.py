@@ -40,6 +40,8 @@ from keeper.model import Action, Market, Snapshot, Token
 from keeper.units import TokenAmount, Usd
 
 __all__ = [
+    "DELEGATION_LOW_ACTIONS",
+    "DELEGATION_LOW_SECONDS",
     "ActionState",
     "Delegates",
     "Delegation",
@@ -275,6 +277,12 @@ class SimulatesExecution(Protocol):
         ...
 
 
+DELEGATION_LOW_ACTIONS = 10
+DELEGATION_LOW_SECONDS = 3 * 86_400
+"""A grant with fewer actions or seconds left than these is reported as soon unusable (in
+`Delegation.problems`, and alerted on by the running keeper)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delegation:
     """Whether `delegate` may act for `account` on a venue, and for how long.
@@ -311,11 +319,18 @@ class Delegates(Protocol):
         ...
 
     async def delegation_setup(
-        self, account: str, delegate: str, *, max_actions: int, expires_at: int, token: str
+        self,
+        account: str,
+        delegate: str,
+        *,
+        max_actions: int,
+        expires_at: int,
+        token: str,
+        top_up_allowance: int | None = None,
     ) -> tuple[TxRequest, ...]:
         """The transactions `account` sends with its own key to let `delegate` act for it:
         at most `max_actions` actions until `expires_at` (unix seconds), with top-ups paid in
-        `token` from its wallet."""
+        `token` from its wallet, at most `top_up_allowance` raw units (None: unlimited)."""
         ...
 
 

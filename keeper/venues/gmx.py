@@ -87,6 +87,8 @@ from keeper.model import (
 from keeper.txs import TxRequest as ManagerRequest
 from keeper.units import CONTEXT, Price, TokenAmount, Usd
 from keeper.venues.base import (
+    DELEGATION_LOW_ACTIONS,
+    DELEGATION_LOW_SECONDS,
     ActionState,
     Delegation,
     Execution,
@@ -176,8 +178,8 @@ ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
 # SubaccountRouter counts every createOrder, updateOrder and cancelOrder as one of these
 SUBACCOUNT_ORDER_ACTION = name_key("SUBACCOUNT_ORDER_ACTION")
 # alert when a subaccount has fewer actions left than this, or expires within this many seconds
-SUBACCOUNT_LOW_ACTIONS = 10
-SUBACCOUNT_LOW_SECONDS = 3 * 86400
+SUBACCOUNT_LOW_ACTIONS = DELEGATION_LOW_ACTIONS
+SUBACCOUNT_LOW_SECONDS = DELEGATION_LOW_SECONDS
 ORDER_KEEPER = name_key("ORDER_KEEPER")
 USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
 # Errors.EndOfOracleSimulation: how GMX ends a simulated execution that went through

@@ -88,7 +88,10 @@ from keeper.model import (
 )
 from keeper.units import CONTEXT, VALUE_SLOTS, Price, TokenAmount, Usd
 from keeper.venues.base import (
+    DELEGATION_LOW_ACTIONS,
+    DELEGATION_LOW_SECONDS,
     ActionState,
+    Delegation,
     Execution,
     MinedTx,
     OpenInterest,
@@ -169,6 +172,21 @@ _DEPOSIT_CROSS = ContractFn.of("PerpExchange", "depositCross")
 _WITHDRAW_CROSS = ContractFn.of("PerpExchange", "withdrawCross")
 _DECREASE_CROSS = ContractFn.of("PerpExchange", "decreaseCross")
 _CLOSE_CROSS = ContractFn.of("PerpExchange", "closeCross")
+_OPERATOR_GRANT = ContractFn.of("PerpExchange", "operatorGrant")
+_APPROVE_OPERATOR = ContractFn.of("PerpExchange", "approveOperator")
+_FOR = {  # the operator's call for each of the trader's own
+    fn.name: ContractFn.of("PerpExchange", fn.name + "For")
+    for fn in (
+        _ADD_MARGIN,
+        _REMOVE_MARGIN,
+        _DECREASE,
+        _CLOSE,
+        _DEPOSIT_CROSS,
+        _WITHDRAW_CROSS,
+        _DECREASE_CROSS,
+        _CLOSE_CROSS,
+    )
+}
 _BALANCE_OF = ContractFn.of("TestUSDC", "balanceOf")
 _ALLOWANCE = ContractFn.of("TestUSDC", "allowance")
 _APPROVE = ContractFn.of("TestUSDC", "approve")
@@ -582,6 +600,7 @@ class ReferenceVenue:
             cached is not None
             and cached.wallet == watch.wallet
             and cached.accounts == watch.accounts
+            and cached.delegated == watch.delegated
         ):
             return cached
         accounts = [self._account(a, "account") for a in watch.accounts]
@@ -603,6 +622,11 @@ class ReferenceVenue:
             calls.append(Call(st.exchange, _ISOLATED_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_KEYS.selector + word))
             calls.append(Call(st.exchange, _CROSS_BALANCE.selector + word))
+        delegated = watch.delegated and wallet is not None
+        if delegated:  # top-ups come from each account's wallet, within its grant (_funds)
+            assert wallet is not None
+            for account in accounts:
+                calls += self._funds_calls(account, wallet)
         request = _MetaRequest(
             tuple(watch.accounts),
             watch.wallet,
@@ -611,6 +635,7 @@ class ReferenceVenue:
             account_words,
             tuple(calls),
             "0x" + encode_aggregate3(calls).hex(),
+            delegated,
         )
         self._request = request
         return request
@@ -682,6 +707,13 @@ class ReferenceVenue:
                             "invalid; its positions are left out",
                         )
                     )
+            funds: dict[str, TokenAmount] | None = None
+            if request.delegated:
+                funds = {}
+                for account in accounts:
+                    grant = self._grant(meta, at, account, block_time)
+                    funds[account] = token.amount(grant.top_up)
+                    at += len(_FUNDS_CALLS)
             positions, issues = await positions_round.results(markets)
         except BaseException:
             await positions_round.cancel()
@@ -716,6 +748,7 @@ class ReferenceVenue:
             tuple(by_key.values()),
             tuple(accounts_out),
             {self.name: by_key},
+            funds=funds,
         )
         trips = pin_trips + self._meta.round_trips - meta_trips
         trips += self._batches.round_trips - batch_trips
@@ -825,45 +858,55 @@ class ReferenceVenue:
     # -- acting ---------------------------------------------------------------------------------
 
     async def build(self, action: Action, snapshot: Snapshot, *, sender: str) -> TxPlan:
-        """The transactions for `action` on a position or account of `sender` in `snapshot`.
+        """The transactions for `action` on a position or account in `snapshot`, from `sender`.
 
         TopUp: addMargin / depositCross, after an approval of exactly the amount (or
         unlimited, with approve_unlimited) when the allowance read now is short of it.
         Withdraw: removeMargin / withdrawCross. Reduce: decreasePosition / decreaseCross.
         Close: closePosition / closeCross. Alert: no transaction.
+
+        When the action's account is not `sender`, `sender` acts as the account's operator
+        (PerpExchange.approveOperator): the same calls' `...For(account, ...)` forms, which
+        pay only ever to the account; a top-up is paid from the account's wallet, and is
+        refused here (VenueError) unless the grant, read now, is active and the wallet, its
+        allowance to the exchange and the grant's top-up limit all cover the amount.
         """
         sender = self._account(sender, "sender")
         if action.venue != self.name:
             raise VenueError(f"{action.kind}: action is for venue {action.venue}, not {self.name}")
         if isinstance(action, Alert):
             return TxPlan(action, sender, ())
-        if action.account.lower() != sender.lower():
-            raise VenueError(
-                f"{action.kind} {action.key}: only the owner {action.account} can do this on "
-                f"the reference exchange, not {sender}"
-            )
+        account = self._account(action.account, "account")
+        operator = account.lower() != sender.lower()
+
+        def call(fn: ContractFn, *args: Any) -> tuple[bytes, str]:
+            """`fn`'s calldata and name, or its operator form's for `account`."""
+            if operator:
+                fn = _FOR[fn.name]
+                return fn.encode(account, *args), fn.name
+            return fn.encode(*args), fn.name
+
+        by = f", as operator {sender} for {account}" if operator else ""
         ex = self._static.exchange
         if isinstance(action, TopUp | Withdraw):
             amount = self._collateral_amount(action)
             top_up = isinstance(action, TopUp)
             if action.scope is Scope.ACCOUNT:
-                fn = _DEPOSIT_CROSS if top_up else _WITHDRAW_CROSS
-                step = TxRequest(
-                    ex,
-                    fn.encode(amount),
-                    description=f"{fn.name} {self._usd(amount)} to cross account {action.key}",
-                    gas_headroom=FUNDING_UPDATE_GAS,
-                )
+                data, name = call(_DEPOSIT_CROSS if top_up else _WITHDRAW_CROSS, amount)
+                text = f"{name} {self._usd(amount)} to cross account {action.key}"
             else:
                 position = self._position(snapshot, action.key, action.kind)
-                fn = _ADD_MARGIN if top_up else _REMOVE_MARGIN
-                step = TxRequest(
-                    ex,
-                    fn.encode(int(position.market_id), position.side is Side.LONG, amount),
-                    description=f"{fn.name} {self._usd(amount)} on {self._label(position)}",
-                    gas_headroom=FUNDING_UPDATE_GAS,
+                data, name = call(
+                    _ADD_MARGIN if top_up else _REMOVE_MARGIN,
+                    int(position.market_id),
+                    position.side is Side.LONG,
+                    amount,
                 )
-            if top_up:
+                text = f"{name} {self._usd(amount)} on {self._label(position)}"
+            step = TxRequest(ex, data, description=text + by, gas_headroom=FUNDING_UPDATE_GAS)
+            if top_up and operator:
+                await self._check_operator_top_up(action, account, sender, amount)
+            elif top_up:
                 return await self._with_approval(action, sender, amount, step)
             return TxPlan(action, sender, (step,))
         position = self._position(snapshot, action.key, action.kind)
@@ -878,15 +921,13 @@ class ReferenceVenue:
                     f"reduce {action.key}: size_delta {size} must be positive and less than "
                     f"the position's size {position.size} (use Close)"
                 )
-            fn = _DECREASE_CROSS if cross else _DECREASE
-            data = fn.encode(market_id, is_long, size.raw)
-            text = f"{fn.name} {self._label(position)} by {size}"
+            data, name = call(_DECREASE_CROSS if cross else _DECREASE, market_id, is_long, size.raw)
+            text = f"{name} {self._label(position)} by {size}"
         else:
             assert isinstance(action, Close)
-            fn = _CLOSE_CROSS if cross else _CLOSE
-            data = fn.encode(market_id, is_long)
-            text = f"{fn.name} {self._label(position)}"
-        step = TxRequest(ex, data, description=text, gas_headroom=FUNDING_UPDATE_GAS)
+            data, name = call(_CLOSE_CROSS if cross else _CLOSE, market_id, is_long)
+            text = f"{name} {self._label(position)}"
+        step = TxRequest(ex, data, description=text + by, gas_headroom=FUNDING_UPDATE_GAS)
         return TxPlan(action, sender, (step,))
 
     async def action_state(self, plan: TxPlan, mined: Sequence[MinedTx]) -> ActionState:
@@ -903,6 +944,124 @@ class ReferenceVenue:
             return None
         data = revert_data(exc)
         return None if data is None else self.decode_error(data)
+
+    # -- operators -------------------------------------------------------------------------------
+
+    async def _read_grant(self, account: str, operator: str) -> _Grant:
+        """`account`'s grant to `operator` and its wallet, at the latest block (one call)."""
+        st = self._static
+        calls = [Call(st.multicall, _BLOCK_TIME.encode()), *self._funds_calls(account, operator)]
+        answer = _ListAnswer(await self._meta.aggregate(calls, block="latest"))
+        now = _word(answer, 0, "Multicall3.getCurrentBlockTimestamp")
+        return self._grant(answer, 1, account, now)
+
+    async def _check_operator_top_up(
+        self, action: Action, account: str, operator: str, amount: int
+    ) -> None:
+        grant = await self._read_grant(account, operator)
+        what = f"{action.kind} {action.key}"
+        if not grant.active:
+            problems = "; ".join(self._grant_problems(grant, account, operator))
+            raise VenueError(f"{what}: {operator} cannot act for {account}: {problems}")
+        for have, name in (
+            (grant.balance, f"{account}'s wallet holds"),
+            (grant.allowance, f"{account}'s allowance to the exchange is"),
+            (grant.top_up_left, "the operator's grant has left"),
+        ):
+            if have < amount:
+                raise VenueError(
+                    f"{what}: {self._usd(amount)} from {account}'s wallet, but {name} "
+                    f"{self._usd(have)}"
+                )
+
+    def _grant_problems(self, grant: _Grant, account: str, operator: str) -> list[str]:
+        problems: list[str] = []
+        if grant.expires_at == 0:
+            problems.append(f"{account} has not approved {operator} as an operator (or revoked)")
+        elif grant.actions_left == 0:
+            problems.append("no operator actions left")
+        elif grant.actions_left < DELEGATION_LOW_ACTIONS:
+            problems.append(f"only {grant.actions_left} operator actions left")
+        if grant.expires_at and grant.block_time > grant.expires_at:
+            problems.append(f"expired at {grant.expires_at} (block time {grant.block_time})")
+        elif grant.expires_at and grant.expires_at - grant.block_time < DELEGATION_LOW_SECONDS:
+            problems.append(
+                f"expires in {grant.expires_at - grant.block_time} s, at {grant.expires_at}"
+            )
+        if grant.active and grant.top_up == 0:
+            problems.append("top-ups cannot be paid: wallet, allowance or limit at zero")
+        return problems
+
+    async def delegation(
+        self, account: str, delegate: str, *, token: str | None = None
+    ) -> Delegation:
+        """`delegate` as an operator of `account` (PerpExchange.operatorGrant) at the latest
+        block: actions left, expiry, and `top_up_left`, what it can pay into positions now
+        (the account's balance, within its allowance to the exchange and the grant's top-up
+        limit). `token` must be the collateral token when given."""
+        account = self._account(account, "account")
+        delegate = self._account(delegate, "operator")
+        collateral = self._static.collateral
+        if token is not None and token.lower() != collateral.address.lower():
+            raise VenueError(
+                f"delegation: token {token} is not the collateral {collateral.address}"
+            )
+        grant = await self._read_grant(account, delegate)
+        return Delegation(
+            account=account,
+            delegate=delegate,
+            active=grant.active,
+            actions_left=grant.actions_left,
+            expires_at=grant.expires_at,
+            top_up_left=collateral.amount(grant.top_up),
+            problems=tuple(self._grant_problems(grant, account, delegate)),
+        )
+
+    async def delegation_setup(
+        self,
+        account: str,
+        delegate: str,
+        *,
+        max_actions: int,
+        expires_at: int,
+        token: str,
+        top_up_allowance: int | None = None,
+    ) -> tuple[TxRequest, ...]:
+        """What `account` sends with its own key to make `delegate` its operator:
+        approveOperator(delegate, top-up limit, `max_actions`, `expires_at`) (replacing any
+        earlier grant), then the collateral approved to the exchange, both for
+        `top_up_allowance` raw units (default: unlimited)."""
+        account = self._account(account, "account")
+        delegate = self._account(delegate, "operator")
+        collateral = self._static.collateral
+        if token.lower() != collateral.address.lower():
+            raise VenueError(f"operator setup: token {token} is not the collateral")
+        if delegate.lower() == account.lower():
+            raise VenueError("operator setup: the operator must not be the account itself")
+        if not 0 < max_actions < 2**64:
+            raise VenueError(f"operator setup: max_actions must be positive, got {max_actions}")
+        if not 0 < expires_at < 2**64:
+            raise VenueError(f"operator setup: expires_at must be positive, got {expires_at}")
+        if top_up_allowance is not None and not 0 <= top_up_allowance < 2**128:
+            raise VenueError(f"operator setup: bad top_up_allowance {top_up_allowance}")
+        limit = 2**128 - 1 if top_up_allowance is None else top_up_allowance
+        ex = self._static.exchange
+        return (
+            TxRequest(
+                ex,
+                _APPROVE_OPERATOR.encode(delegate, limit, max_actions, expires_at),
+                description=(
+                    f"approve {delegate} as operator of {account}: top-ups up to "
+                    f"{self._usd(limit if limit != 2**128 - 1 else 2**256 - 1)} from its "
+                    f"wallet, {max_actions} actions, until {expires_at}"
+                ),
+            ),
+            TxRequest(
+                collateral.address,
+                _APPROVE.encode(ex, 2**256 - 1 if top_up_allowance is None else limit),
+                description=f"approve the exchange {ex} to take {collateral.symbol} for top-ups",
+            ),
+        )
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -949,6 +1108,30 @@ class ReferenceVenue:
         if not isinstance(answer, str) or answer.removeprefix("0x") != uint_word(amount).hex():
             return None
         return override
+
+    def _funds_calls(self, account: str, operator: str) -> list[Call]:
+        token, ex = self._static.collateral.address, self._static.exchange
+        return [
+            Call(token, _BALANCE_OF.encode(account)),
+            Call(token, _ALLOWANCE.encode(account, ex)),
+            Call(ex, _OPERATOR_GRANT.encode(account, operator)),
+        ]
+
+    def _grant(
+        self, meta: Aggregate3Answer | _ListAnswer, at: int, account: str, block_time: int
+    ) -> _Grant:
+        """The answers of `_funds_calls(account, ...)`, results `at` onwards."""
+        symbol = self._static.collateral.symbol
+        what = f"operatorGrant({account})"
+        expires_at, actions_left, top_up_left = read_words(_ok(meta.result(at + 2), what), 3, what)
+        return _Grant(
+            balance=_word(meta, at, f"{symbol}.balanceOf({account})"),
+            allowance=_word(meta, at + 1, f"{symbol}.allowance({account})"),
+            expires_at=expires_at,
+            actions_left=actions_left,
+            top_up_left=top_up_left,
+            block_time=block_time,
+        )
 
     def _collateral_amount(self, action: TopUp | Withdraw) -> int:
         token = self._static.collateral
@@ -1104,6 +1287,34 @@ _COLLECTOR_PAUSE = _CollectorPause()
 
 _Chunk = tuple[dict[str, Position], list[ReadIssue]]
 
+_FUNDS_CALLS = ("balanceOf", "allowance", "operatorGrant")
+"""The calls a delegated read adds per account (`ReferenceVenue._funds_calls`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """An account's grant to an operator (PerpExchange.operatorGrant) beside what its wallet
+    holds and lets the exchange take, at one block."""
+
+    balance: int
+    allowance: int
+    expires_at: int
+    actions_left: int
+    top_up_left: int
+    block_time: int
+
+    @property
+    def active(self) -> bool:
+        """Usable now: actions left and not past its expiry (the exchange's own rule)."""
+        return self.actions_left > 0 and self.block_time <= self.expires_at
+
+    @property
+    def top_up(self) -> int:
+        """What the operator can pay into positions now: the wallet's balance within its
+        allowance to the exchange and what is left of the grant's top-up limit (0 while the
+        grant is not active)."""
+        return min(self.balance, self.allowance, self.top_up_left) if self.active else 0
+
 
 @dataclass(frozen=True, slots=True)
 class _MetaRequest:
@@ -1118,6 +1329,7 @@ class _MetaRequest:
     words: dict[str, bytes]
     calls: tuple[Call, ...]
     calldata: str
+    delegated: bool = False  # the calls end with each account's funds (see _funds)
 
 
 class _PositionRound:

@@ -257,7 +257,7 @@ def test_endpoints_may_be_websockets_or_ipc_paths_and_http_picks_a_transport() -
     assert parse(devnet_data(), environ={}, base_dir=EXAMPLES).chain.transport == "aiohttp"
 
 
-def test_delegated_accounts_and_the_subaccount_router(tmp_path: Path) -> None:
+def test_delegated_accounts_their_checks_and_the_subaccount_router(tmp_path: Path) -> None:
     data = tomllib.loads((EXAMPLES / "arbitrum.toml").read_text())
     env = dict(ARBITRUM_OBSERVER_ENV)
     config = parse(data, environ=env, base_dir=tmp_path)
@@ -273,7 +273,15 @@ def test_delegated_accounts_and_the_subaccount_router(tmp_path: Path) -> None:
     data["accounts"]["delegated"] = True
     data["venue"]["subaccount_router"] = "0x12"
     assert "venue.subaccount_router" in problems(data, env)
-    # the reference exchange has no delegates here
+    # the reference exchange's operators are delegates too; the grants are checked again
+    # every delegation_check_blocks blocks
     devnet = devnet_data()
     devnet["accounts"]["delegated"] = True
-    assert "no delegates" in problems(devnet)["accounts.delegated"]
+    config = parse(devnet, environ={}, base_dir=tmp_path)
+    assert config.delegated
+    assert config.delegation_check_blocks == 100
+    devnet["accounts"]["delegation_check_blocks"] = 20
+    assert parse(devnet, environ={}, base_dir=tmp_path).delegation_check_blocks == 20
+    for bad in (0, -1, "often"):
+        devnet["accounts"]["delegation_check_blocks"] = bad
+        assert "accounts.delegation_check_blocks" in problems(devnet)

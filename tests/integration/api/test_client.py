@@ -8,6 +8,7 @@ import asyncio
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import AsyncWeb3
@@ -184,3 +185,40 @@ async def test_the_gas_limit_covers_the_first_funding_update_after_an_open(
         assert limit >= needed, (limit, needed)
         outcome = await client.send(plan)
         assert outcome.done, outcome
+
+
+async def test_an_operator_key_acts_for_the_trader_that_approved_it(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    trader, operator = devnet.account("trader"), devnet.account("operator")
+    key = devnet.open_isolated(trader, "ETH", long=True, collateral=2_000, size=10)
+    options: dict[str, Any] = {
+        "addresses": addresses(devnet),
+        "multicall": devnet.deployment.multicall,
+        "accounts": [trader.address],
+        "signer": operator,
+        "journal": tmp_path / "journal.sqlite",
+        "delegated": True,
+    }
+    with pytest.raises(keeper.ManualError, match="has not approved"):
+        await keeper.connect([devnet.url], **options)
+    devnet.approve_operator(trader, top_up_limit=700, actions=5)
+    async with await keeper.connect([devnet.url], **options) as client:
+        [grant] = await client.delegations()
+        assert (grant.account, grant.delegate, grant.active) == (
+            trader.address, operator.address, True
+        )  # fmt: skip
+        assert grant.top_up_left is not None
+        assert grant.top_up_left.value == Decimal(700)
+        wallet = devnet.usdc_balance(trader.address)
+        before = collateral_of(devnet, key)
+        outcome = await client.send(await client.prepare_top_up("ETH:long", "500"))
+        assert outcome.done, outcome
+        assert devnet.usdc_balance(trader.address) == wallet - 500 * USDC
+        assert collateral_of(devnet, key) > before + 490 * USDC
+        [grant] = await client.delegations()
+        assert grant.actions_left == 4
+        assert grant.top_up_left is not None
+        assert grant.top_up_left.value == Decimal(200)
+        with pytest.raises(keeper.ManualError, match="grant has left 200"):
+            await client.prepare_top_up("ETH:long", "300")

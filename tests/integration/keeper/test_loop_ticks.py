@@ -17,13 +17,13 @@ from keeper.chain.rpc import FailoverRpc
 from keeper.journal import IntentStatus, Journal
 from keeper.loop import Keeper, LoopSettings, TickReport
 from keeper.margin import Metric
-from keeper.model import Severity
+from keeper.model import Severity, TopUp
 from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import Signer
 from keeper.testing.devnet import Devnet
 from keeper.txs import FeePolicy, TxConfig, TxManager
 from keeper.units import TokenAmount
-from keeper.venues.base import Watch
+from keeper.venues.base import DELEGATION_LOW_ACTIONS, Watch
 from keeper.venues.reference import ReferenceVenue
 
 pytestmark = pytest.mark.integration
@@ -77,10 +77,12 @@ def budget(per_position: int = 5_000, per_day: int = 20_000, reserve: int = 1_00
 
 async def make_rig(
     devnet: Devnet, tmp_path: Path, *, dry_run: bool = False, budget_: Budget | None = None,
-    halt_file: Path | None = None,
+    halt_file: Path | None = None, operator: bool = False, check_blocks: int = 0,
 ) -> AsyncIterator[Rig]:  # fmt: skip
+    """The loop on the devnet, signing as the trader, or with `operator` as the operator the
+    trader approved (delegated mode, grants checked every `check_blocks` blocks)."""
     d = devnet.deployment
-    trader = devnet.account("trader")
+    trader = devnet.account("operator" if operator else "trader")
     rpc = FailoverRpc([devnet.chain.url])
     venue = await ReferenceVenue.connect(
         rpc, exchange=d.exchange, lens=d.lens, multicall=d.multicall
@@ -95,11 +97,14 @@ async def make_rig(
         rpc=rpc,
         stream=stream,
         journal=journal,
-        watch=Watch((d.trader,), signer.address),
+        watch=Watch((d.trader,), signer.address, d.usdc, delegated=operator),
         thresholds=THRESHOLDS,
         budget=budget_ or budget(),
         settings=LoopSettings(
-            venue_token=venue.collateral_token.address, dry_run=dry_run, halt_file=halt_file
+            venue_token=venue.collateral_token.address,
+            dry_run=dry_run,
+            halt_file=halt_file,
+            delegation_check_blocks=check_blocks,
         ),
         txs=txs,
         events=events,
@@ -265,3 +270,44 @@ async def test_an_action_stuck_when_the_position_is_liquidated_is_cancelled(rig:
     assert kinds[0] == "action"
     assert kinds[-1] == "cancel"
     assert d.w3.eth.get_transaction_count(trader.address) == tx.nonce + 1  # the cancel only
+
+
+async def test_as_operator_the_loop_alerts_when_the_grant_runs_low_and_when_it_is_lost(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    trader = devnet.account("trader")
+    operator = devnet.deployment.operator
+    devnet.open_isolated(trader, "ETH", long=True, collateral=2_000, size=10)
+    devnet.approve_operator(trader, actions=DELEGATION_LOW_ACTIONS - 1)
+    async for rig in make_rig(devnet, tmp_path, operator=True, check_blocks=3):
+        await rig.tick()
+        [(code, severity, message)] = rig.events.alerts
+        assert (code, severity) == ("delegation_low", Severity.WARNING)
+        assert f"{DELEGATION_LOW_ACTIONS - 1} operator actions left" in message
+        devnet.chain.send(trader, devnet.exchange.functions.revokeOperator(operator))
+        await rig.tick()  # checked two blocks ago: not again yet
+        assert len(rig.events.alerts) == 1
+        await rig.tick()
+        code, severity, message = rig.events.alerts[-1]
+        assert (code, severity) == ("delegation_lost", Severity.CRITICAL)
+        assert f"{operator} can no longer act for {trader.address}" in message
+        assert "has not approved" in message
+
+
+async def test_as_operator_the_loop_tops_up_from_the_traders_wallet(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    trader = devnet.account("trader")
+    key = devnet.open_isolated(trader, "ETH", long=True, collateral=2_000, size=10)
+    devnet.approve_operator(trader, top_up_limit=400)
+    wallet = devnet.usdc_balance(trader.address)
+    async for rig in make_rig(devnet, tmp_path, operator=True, budget_=budget(reserve=0)):
+        await rig.tick()
+        devnet.set_price("ETH", Decimal("1880"))
+        report = await rig.tick()
+        [top_up] = [a for a in report.actions if isinstance(a, TopUp)]
+        assert top_up.amount.raw == 400 * USDC  # the grant's limit binds (250 more needed)
+        assert top_up.reason.code == "top_up_partial"
+        await rig.tick()
+        assert devnet.usdc_balance(trader.address) == wallet - top_up.amount.raw
+        assert collateral(devnet, key) > 2_000 * USDC - 10 * USDC
