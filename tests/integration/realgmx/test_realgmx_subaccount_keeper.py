@@ -113,15 +113,23 @@ def test_gmx_subaccount_prints_the_setup_the_trader_sends_and_the_state(scene: S
     done = scene.cli(*args, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["subaccount"] == sub.address
+    assert report["delegate"] == sub.address
     (row,) = report["accounts"]
     assert row["account"] == trader
     assert not row["active"]
+    assert row["sent"] is None
     assert any("not a subaccount" in p for p in row["problems"]), row
     router = gmx.deployment.subaccount_router
     assert [tx["to"] for tx in row["setup"]] == [router, gmx.usdc]
-    for tx in row["setup"]:  # the trader's main key sends them
-        gmx.send(gmx.trader, tx["to"], bytes.fromhex(tx["data"][2:]), value=tx["value"])
+
+    # the trader's main key sends them, through the journal
+    scene.env["TRADER_MAIN_KEY"] = "0x" + bytes(gmx.trader.key).hex()
+    sent = scene.cli(*args, "--json", "--send-key-env", "TRADER_MAIN_KEY")
+    assert sent.returncode == 0, sent.stderr
+    (row,) = json.loads(sent.stdout)["accounts"]
+    assert [tx["status"] for tx in row["sent"]] == ["done", "done"], row["sent"]
+    assert row["active"], row
+    assert bytes(gmx.trader.key).hex() not in sent.stdout + sent.stderr
 
     after = json.loads(scene.cli(*args, "--json").stdout)["accounts"][0]
     assert after["active"], after
