@@ -261,6 +261,7 @@ _GET_ADDRESS = GmxFn.of("DataStore", "getAddress")
 _CONTAINS = GmxFn.of("DataStore", "containsBytes32")
 _CONTAINS_ADDRESS = GmxFn.of("DataStore", "containsAddress")
 _GET_BOOL = GmxFn.of("DataStore", "getBool")
+_GET_BYTES32 = GmxFn.of("DataStore", "getBytes32")
 _SUB_MULTICALL = GmxFn.of("SubaccountRouter", "multicall")
 _ADD_SUBACCOUNT = GmxFn.of("SubaccountRouter", "addSubaccount")
 _SET_MAX_ACTIONS = GmxFn.of("SubaccountRouter", "setMaxAllowedSubaccountActionCount")
@@ -1752,6 +1753,14 @@ class GmxVenue:
             Call(ds, _GET_UINT.encode(expiry_key)),
             Call(ds, _GET_BOOL.encode(disabled)),
             Call(d.multicall, _BLOCK_TIME.encode()),
+            Call(
+                ds,
+                _GET_BYTES32.encode(
+                    data_key(
+                        "SUBACCOUNT_INTEGRATION_ID", ("address", account), ("address", delegate)
+                    )
+                ),
+            ),
         ]
         if token is not None:
             token = _checksum(token, "token")
@@ -1766,12 +1775,25 @@ class GmxVenue:
         expires_at = _uint(results[3], "DataStore SUBACCOUNT_EXPIRES_AT")
         (is_disabled,) = _GET_BOOL.decode(_ok(results[4], "DataStore.getBool"))
         now = _uint(results[5], "Multicall3.getCurrentBlockTimestamp")
+        (integration,) = _GET_BYTES32.decode(_ok(results[6], "DataStore SUBACCOUNT_INTEGRATION_ID"))
+        integration_off = False
+        if any(integration):  # GMX refuses every action of a grant whose integration it disabled
+            (integration_off,) = _GET_BOOL.decode(
+                await self._reads.eth_call(
+                    ds,
+                    _GET_BOOL.encode(
+                        data_key("SUBACCOUNT_INTEGRATION_DISABLED", ("bytes32", integration))
+                    ),
+                )
+            )
         left = max(allowed - used, 0)
         problems: list[str] = []
         if not is_listed:
             problems.append(f"{delegate} is not a subaccount of {account} (addSubaccount)")
         if is_disabled:
             problems.append(f"GMX has disabled its SubaccountRouter {self._subaccount_router()}")
+        if integration_off:
+            problems.append(f"GMX has disabled the grant's integration id 0x{integration.hex()}")
         if left == 0:
             problems.append(f"no order actions left ({used} of {allowed} used)")
         elif left < SUBACCOUNT_LOW_ACTIONS:
@@ -1783,13 +1805,16 @@ class GmxVenue:
         top_up_left = None
         if token is not None:
             decimals = (await self._token(token, "latest")).decimals
-            balance = _uint(results[6], f"{token}.balanceOf")
-            allowance = _uint(results[7], f"{token}.allowance")
+            balance = _uint(results[7], f"{token}.balanceOf")
+            allowance = _uint(results[8], f"{token}.allowance")
             top_up_left = TokenAmount(min(balance, allowance), decimals)
         return Delegation(
             account=account,
             delegate=delegate,
-            active=is_listed and not is_disabled and left > 0 and now <= expires_at,
+            active=is_listed
+            and not (is_disabled or integration_off)
+            and left > 0
+            and now <= expires_at,
             actions_left=left,
             expires_at=expires_at,
             top_up_left=top_up_left,

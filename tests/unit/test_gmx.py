@@ -433,10 +433,12 @@ def test_deployment_overrides_name_unknown_fields() -> None:
 # --- the fragments and our test deployment agree -----------------------------------------------
 
 
-def _signatures(entries: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+def _signatures(
+    entries: list[dict[str, Any]], kinds: tuple[str, ...] = ("function", "event")
+) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for e in entries:
-        if e.get("type") not in ("function", "event"):
+        if e.get("type") not in kinds:
             continue
         types = ",".join(abi_type(i) for i in e["inputs"])
         outputs = tuple(abi_type(o) for o in e.get("outputs", []))
@@ -455,12 +457,22 @@ def _signatures(entries: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
         ("Router", "GmxRouter"),
         ("EventEmitter", "GmxEventEmitter"),
         ("ERC20", "GmxWNT"),
+        ("SubaccountRouter", "GmxSubaccountRouter"),
     ],
 )
 def test_fragments_match_our_gmx_test_deployment(fragment: str, contract: str) -> None:
     ours = _signatures(shipped_abi(contract))
     for signature, shape in _signatures(gmx_abi(fragment)).items():
         assert ours.get(signature) == shape, f"{contract} lacks or differs in {signature}"
+
+
+def test_our_subaccount_router_has_every_function_and_error_of_the_sdk_abi() -> None:
+    kinds = ("function", "error")
+    ours = _signatures(shipped_abi("GmxSubaccountRouter"), kinds)
+    theirs = _signatures(gmx_abi("SubaccountRouter"), kinds)
+    assert len(theirs) == 16  # 9 functions, 7 errors
+    for signature, shape in theirs.items():
+        assert ours.get(signature) == shape, f"GmxSubaccountRouter lacks or differs in {signature}"
 
 
 def test_price_source_specs() -> None:

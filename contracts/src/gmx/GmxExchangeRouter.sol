@@ -1,63 +1,23 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {IGmx, GmxKeys} from "./IGmx.sol";
+import {IGmx} from "./IGmx.sol";
 import {GmxDataStore, GmxRouter} from "./GmxStores.sol";
 import {GmxOrderHandler} from "./GmxOrderHandler.sol";
-
-/// @notice The wrapped native token's deposit.
-interface IGmxWNT {
-    function deposit() external payable;
-    function transfer(address to, uint256 amount) external returns (bool);
-}
+import {GmxBaseRouter} from "./GmxBaseRouter.sol";
 
 /// @title GmxExchangeRouter
-/// @notice ExchangeRouter's multicall, sendWnt, sendTokens, createOrder, cancelOrder, updateOrder
-///         and simulateExecuteLatestOrder with GMX's signatures. It must hold ROUTER_PLUGIN (for
-///         Router.pluginTransfer) and CONTROLLER (for the order handler).
-contract GmxExchangeRouter {
-    /// @notice The data store (its WNT entry names the wrapped native token).
-    GmxDataStore public immutable dataStore;
-    /// @notice The router users approve.
-    GmxRouter public immutable router;
+/// @notice ExchangeRouter's multicall, sendWnt, sendTokens (GmxBaseRouter), createOrder,
+///         cancelOrder, updateOrder and simulateExecuteLatestOrder with GMX's signatures. It must
+///         hold ROUTER_PLUGIN (for Router.pluginTransfer) and CONTROLLER (for the order handler).
+contract GmxExchangeRouter is GmxBaseRouter {
     /// @notice The order handler.
     GmxOrderHandler public immutable orderHandler;
 
-    /// @notice A call of a multicall reverted without data.
-    error MulticallFailed(uint256 index);
-
-    constructor(GmxDataStore dataStore_, GmxRouter router_, GmxOrderHandler orderHandler_) {
-        dataStore = dataStore_;
-        router = router_;
+    constructor(GmxDataStore dataStore_, GmxRouter router_, GmxOrderHandler orderHandler_)
+        GmxBaseRouter(dataStore_, router_)
+    {
         orderHandler = orderHandler_;
-    }
-
-    /// @notice PayableMulticall: delegatecalls each entry to this contract, reverting with the
-    ///         first failure's data.
-    function multicall(bytes[] calldata data) external payable returns (bytes[] memory results) {
-        results = new bytes[](data.length);
-        for (uint256 i; i < data.length; ++i) {
-            (bool ok, bytes memory out) = address(this).delegatecall(data[i]);
-            if (!ok) {
-                if (out.length == 0) revert MulticallFailed(i);
-                assembly ("memory-safe") {
-                    revert(add(out, 32), mload(out))
-                }
-            }
-            results[i] = out;
-        }
-    }
-
-    /// @notice Wraps `amount` of native value (from what was sent) and sends it to `receiver`.
-    function sendWnt(address receiver, uint256 amount) external payable {
-        IGmxWNT wnt = IGmxWNT(dataStore.getAddress(GmxKeys.WNT));
-        wnt.deposit{value: amount}();
-        if (!wnt.transfer(receiver, amount)) revert IGmx.TokenTransferError(address(wnt), receiver, amount);
-    }
-
-    /// @notice Moves `amount` of `token` the caller approved to the Router to `receiver`.
-    function sendTokens(address token, address receiver, uint256 amount) external payable {
-        router.pluginTransfer(token, msg.sender, receiver, amount);
     }
 
     /// @notice Creates an order for the caller from what was sent to the OrderVault.

@@ -2,9 +2,7 @@
 pragma solidity 0.8.30;
 
 import {IGmx, GmxKeys} from "./IGmx.sol";
-import {
-    GmxRoleStore, GmxRoleAuth, GmxDataStore, GmxEventEmitter, GmxOrderVault, IGmxToken
-} from "./GmxStores.sol";
+import {GmxRoleStore, GmxRoleAuth, GmxDataStore, GmxEventEmitter, GmxOrderVault, IGmxToken} from "./GmxStores.sol";
 
 /// @title GmxOrderHandler
 /// @notice The test deployment's orders and positions. Orders are created through the
@@ -499,9 +497,13 @@ contract GmxOrderHandler is GmxRoleAuth {
         eventEmitter.emitEventLog2("OrderCreated", key, bytes32(uint256(uint160(o.account))), data);
     }
 
-    function _emitSimple(string memory name, bytes32 key, address account, string memory reason, bytes memory reasonBytes)
-        private
-    {
+    function _emitSimple(
+        string memory name,
+        bytes32 key,
+        address account,
+        string memory reason,
+        bytes memory reasonBytes
+    ) private {
         IGmx.EventLogData memory data;
         data.bytes32Items.items = new IGmx.Bytes32KeyValue[](1);
         data.bytes32Items.items[0] = IGmx.Bytes32KeyValue("key", key);

@@ -70,8 +70,7 @@ contract GmxReader {
         if (p.numbers.sizeInUsd == 0) revert IGmx.EmptyPosition();
         if (usePositionSizeAsSizeDeltaUsd) sizeDeltaUsd = p.numbers.sizeInUsd;
         IGmx.PriceProps memory collateralPrice = _collateralPrice(p, prices);
-        uint256 feeFactor =
-            GmxDataStore(dataStore).getUint(GmxKeys.positionFeeFactorKey(p.addresses.market, false));
+        uint256 feeFactor = GmxDataStore(dataStore).getUint(GmxKeys.positionFeeFactorKey(p.addresses.market, false));
         uint256 feeAmount = GmxKeys.applyFactor(sizeDeltaUsd, feeFactor) / collateralPrice.min;
         info.fees.collateralTokenPrice = collateralPrice;
         info.fees.positionFeeFactor = feeFactor;

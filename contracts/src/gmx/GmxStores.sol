@@ -127,6 +127,15 @@ contract GmxDataStore is GmxRoleAuth {
         _uints[key] = value;
     }
 
+    /// @notice DataStore.incrementUint: adds `value` to a uint value (controller only); the sum.
+    function incrementUint(bytes32 key, uint256 value)
+        external
+        onlyRole(GmxKeys.CONTROLLER, "CONTROLLER")
+        returns (uint256)
+    {
+        return _uints[key] += value;
+    }
+
     /// @notice Sets an int value (controller only).
     function setInt(bytes32 key, int256 value) external onlyRole(GmxKeys.CONTROLLER, "CONTROLLER") {
         _ints[key] = value;
@@ -172,7 +181,11 @@ contract GmxDataStore is GmxRoleAuth {
 contract GmxEventEmitter is GmxRoleAuth {
     /// @notice GMX's one-topic event.
     event EventLog1(
-        address msgSender, string eventName, string indexed eventNameHash, bytes32 indexed topic1, IGmx.EventLogData eventData
+        address msgSender,
+        string eventName,
+        string indexed eventNameHash,
+        bytes32 indexed topic1,
+        IGmx.EventLogData eventData
     );
     /// @notice GMX's two-topic event (OrderCreated, OrderExecuted, OrderCancelled).
     event EventLog2(

@@ -441,6 +441,26 @@ interface IGmx {
     );
     /// @notice Errors.MinPositionSize.
     error MinPositionSize(uint256 positionSizeInUsd, uint256 minPositionSizeUsd);
+    /// @notice Errors.DisabledFeature: the feature's DataStore flag (`key`) is set.
+    error DisabledFeature(bytes32 key);
+    /// @notice Errors.InvalidNativeTokenSender: only the wrapped native token sends value.
+    error InvalidNativeTokenSender(address msgSender);
+    /// @notice Errors.InvalidReceiverForSubaccountOrder: a subaccount's order pays only the account.
+    error InvalidReceiverForSubaccountOrder(address receiver, address expectedReceiver);
+    /// @notice Errors.InvalidCancellationReceiverForSubaccountOrder: likewise for what a cancel
+    ///         refunds (zero means the account).
+    error InvalidCancellationReceiverForSubaccountOrder(
+        address cancellationReceiver, address expectedCancellationReceiver
+    );
+    /// @notice Errors.SubaccountNotAuthorized: `subaccount` is not in `account`'s SUBACCOUNT_LIST.
+    error SubaccountNotAuthorized(address account, address subaccount);
+    /// @notice Errors.MaxSubaccountActionCountExceeded: the action would be the `count`th of at
+    ///         most `maxCount`.
+    error MaxSubaccountActionCountExceeded(address account, address subaccount, uint256 count, uint256 maxCount);
+    /// @notice Errors.SubaccountApprovalExpired: the grant ended at `deadline`.
+    error SubaccountApprovalExpired(address account, address subaccount, uint256 deadline, uint256 currentTimestamp);
+    /// @notice Errors.SubaccountIntegrationIdDisabled: the grant's integration id is disabled.
+    error SubaccountIntegrationIdDisabled(bytes32 integrationId);
 }
 
 /// @title GmxKeys
@@ -470,6 +490,20 @@ library GmxKeys {
     bytes32 internal constant CONTROLLER = keccak256(abi.encode("CONTROLLER"));
     bytes32 internal constant ORDER_KEEPER = keccak256(abi.encode("ORDER_KEEPER"));
     bytes32 internal constant ROLE_ADMIN = keccak256(abi.encode("ROLE_ADMIN"));
+    bytes32 internal constant NATIVE_TOKEN_TRANSFER_GAS_LIMIT =
+        keccak256(abi.encode("NATIVE_TOKEN_TRANSFER_GAS_LIMIT"));
+    bytes32 internal constant SUBACCOUNT_LIST = keccak256(abi.encode("SUBACCOUNT_LIST"));
+    bytes32 internal constant SUBACCOUNT_FEATURE_DISABLED = keccak256(abi.encode("SUBACCOUNT_FEATURE_DISABLED"));
+    bytes32 internal constant MAX_ALLOWED_SUBACCOUNT_ACTION_COUNT =
+        keccak256(abi.encode("MAX_ALLOWED_SUBACCOUNT_ACTION_COUNT"));
+    bytes32 internal constant SUBACCOUNT_EXPIRES_AT = keccak256(abi.encode("SUBACCOUNT_EXPIRES_AT"));
+    bytes32 internal constant SUBACCOUNT_ACTION_COUNT = keccak256(abi.encode("SUBACCOUNT_ACTION_COUNT"));
+    bytes32 internal constant SUBACCOUNT_AUTO_TOP_UP_AMOUNT = keccak256(abi.encode("SUBACCOUNT_AUTO_TOP_UP_AMOUNT"));
+    /// @notice The action type SubaccountRouter counts createOrder, updateOrder and cancelOrder as.
+    bytes32 internal constant SUBACCOUNT_ORDER_ACTION = keccak256(abi.encode("SUBACCOUNT_ORDER_ACTION"));
+    bytes32 internal constant SUBACCOUNT_INTEGRATION_ID = keccak256(abi.encode("SUBACCOUNT_INTEGRATION_ID"));
+    bytes32 internal constant SUBACCOUNT_INTEGRATION_DISABLED =
+        keccak256(abi.encode("SUBACCOUNT_INTEGRATION_DISABLED"));
     uint256 internal constant FLOAT_PRECISION = 1e30;
 
     /// @notice keccak256(abi.encode(name, market)): a per-market key.
@@ -490,6 +524,38 @@ library GmxKeys {
     /// @notice Keys.accountOrderListKey(account).
     function accountOrderListKey(address account) internal pure returns (bytes32) {
         return keccak256(abi.encode(ACCOUNT_ORDER_LIST, account));
+    }
+
+    /// @notice Keys.subaccountListKey(account): the account's subaccounts (an address set).
+    function subaccountListKey(address account) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SUBACCOUNT_LIST, account));
+    }
+
+    /// @notice Keys.subaccountFeatureDisabledKey(module).
+    function subaccountFeatureDisabledKey(address module) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SUBACCOUNT_FEATURE_DISABLED, module));
+    }
+
+    /// @notice Keys.maxAllowedSubaccountActionCountKey / subaccountExpiresAtKey /
+    ///         subaccountActionCountKey: `name` is MAX_ALLOWED_SUBACCOUNT_ACTION_COUNT,
+    ///         SUBACCOUNT_EXPIRES_AT or SUBACCOUNT_ACTION_COUNT.
+    function subaccountActionKey(bytes32 name, address account, address subaccount, bytes32 actionType)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(name, account, subaccount, actionType));
+    }
+
+    /// @notice Keys.subaccountAutoTopUpAmountKey / subaccountIntegrationIdKey: `name` is
+    ///         SUBACCOUNT_AUTO_TOP_UP_AMOUNT or SUBACCOUNT_INTEGRATION_ID.
+    function subaccountKey(bytes32 name, address account, address subaccount) internal pure returns (bytes32) {
+        return keccak256(abi.encode(name, account, subaccount));
+    }
+
+    /// @notice Keys.subaccountIntegrationDisabledKey(integrationId).
+    function subaccountIntegrationDisabledKey(bytes32 integrationId) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SUBACCOUNT_INTEGRATION_DISABLED, integrationId));
     }
 
     /// @notice Precision.applyFactor.

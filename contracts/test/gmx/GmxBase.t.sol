@@ -5,14 +5,22 @@ import {Test} from "forge-std/Test.sol";
 import {TestUSDC} from "../../src/TestUSDC.sol";
 import {IGmx, GmxKeys} from "../../src/gmx/IGmx.sol";
 import {
-    GmxRoleStore, GmxDataStore, GmxEventEmitter, GmxOrderVault, GmxRouter, GmxWNT
+    GmxRoleStore,
+    GmxDataStore,
+    GmxEventEmitter,
+    GmxOrderVault,
+    GmxRouter,
+    GmxWNT
 } from "../../src/gmx/GmxStores.sol";
 import {GmxOrderHandler} from "../../src/gmx/GmxOrderHandler.sol";
+import {GmxBaseRouter} from "../../src/gmx/GmxBaseRouter.sol";
 import {GmxExchangeRouter} from "../../src/gmx/GmxExchangeRouter.sol";
+import {GmxSubaccountRouter} from "../../src/gmx/GmxSubaccountRouter.sol";
 import {GmxReader} from "../../src/gmx/GmxReader.sol";
 
 /// Shared fixture: the GMX-compatible test deployment with an ETH/USD market (WETH long token,
-/// USDC short token), GMX-like parameters, and a trader holding WETH, ETH and USDC.
+/// USDC short token), GMX-like parameters, the SubaccountRouter, and a trader holding WETH, ETH
+/// and USDC.
 abstract contract GmxBase is Test {
     GmxRoleStore internal roles;
     GmxDataStore internal ds;
@@ -23,6 +31,7 @@ abstract contract GmxBase is Test {
     TestUSDC internal usdc;
     GmxOrderHandler internal handler;
     GmxExchangeRouter internal exchange;
+    GmxSubaccountRouter internal subRouter;
     GmxReader internal reader;
 
     address internal constant MARKET = address(0x70d95587d40A2caf56bd97485aB3Eec10Bee6336);
@@ -42,15 +51,19 @@ abstract contract GmxBase is Test {
         handler = new GmxOrderHandler(roles, ds, events, vault);
         exchange = new GmxExchangeRouter(ds, router, handler);
         reader = new GmxReader(handler);
+        subRouter = new GmxSubaccountRouter(ds, router, events, handler);
         roles.grantRole(address(this), GmxKeys.CONTROLLER);
         roles.grantRole(address(handler), GmxKeys.CONTROLLER);
         roles.grantRole(address(exchange), GmxKeys.CONTROLLER);
         roles.grantRole(address(exchange), GmxKeys.ROUTER_PLUGIN);
+        roles.grantRole(address(subRouter), GmxKeys.CONTROLLER);
+        roles.grantRole(address(subRouter), GmxKeys.ROUTER_PLUGIN);
         roles.grantRole(keeper, GmxKeys.ORDER_KEEPER);
         ds.setAddress(GmxKeys.WNT, address(wnt));
         ds.setUint(GmxKeys.MIN_COLLATERAL_USD, 1 * USD);
         ds.setUint(GmxKeys.MIN_POSITION_SIZE_USD, 1 * USD);
         ds.setUint(GmxKeys.REQUEST_EXPIRATION_TIME, 300);
+        ds.setUint(GmxKeys.NATIVE_TOKEN_TRANSFER_GAS_LIMIT, 200_000);
         ds.setUint(GmxKeys.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1, 600_000);
         ds.setUint(GmxKeys.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE, 250_000);
         ds.setUint(GmxKeys.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR, USD);
@@ -99,9 +112,9 @@ abstract contract GmxBase is Test {
     /// The trader's multicall: execution fee, optional USDC collateral, createOrder.
     function order(IGmx.CreateOrderParams memory p, uint256 collateral) internal returns (bytes32 key) {
         bytes[] memory calls = new bytes[](collateral > 0 ? 3 : 2);
-        calls[0] = abi.encodeCall(GmxExchangeRouter.sendWnt, (address(vault), p.numbers.executionFee));
+        calls[0] = abi.encodeCall(GmxBaseRouter.sendWnt, (address(vault), p.numbers.executionFee));
         if (collateral > 0) {
-            calls[1] = abi.encodeCall(GmxExchangeRouter.sendTokens, (address(usdc), address(vault), collateral));
+            calls[1] = abi.encodeCall(GmxBaseRouter.sendTokens, (address(usdc), address(vault), collateral));
         }
         calls[calls.length - 1] = abi.encodeCall(GmxExchangeRouter.createOrder, (p));
         vm.prank(trader);

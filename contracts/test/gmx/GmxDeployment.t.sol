@@ -76,9 +76,7 @@ contract GmxDeploymentTest is GmxBase {
             p
         );
         vm.prank(trader);
-        vm.expectRevert(
-            abi.encodeWithSelector(IGmx.InsufficientExecutionFee.selector, minFee, p.numbers.executionFee)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IGmx.InsufficientExecutionFee.selector, minFee, p.numbers.executionFee));
         exchange.multicall{value: p.numbers.executionFee}(calls);
     }
 
@@ -124,7 +122,8 @@ contract GmxDeploymentTest is GmxBase {
     function test_LiquidationViewFollowsGmxOrder() public {
         bytes32 pk = open(true, 10_000, 200e6, 2_000);
         IGmx.MarketProps memory m = reader.getMarket(address(ds), MARKET);
-        (bool liq, string memory reason,) = reader.isPositionLiquidatable(address(ds), address(0), pk, m, prices(2_000), true, false);
+        (bool liq, string memory reason,) =
+            reader.isPositionLiquidatable(address(ds), address(0), pk, m, prices(2_000), true, false);
         assertFalse(liq);
         assertEq(reason, "");
         (liq, reason,) = reader.isPositionLiquidatable(address(ds), address(0), pk, m, prices(1_980), true, false);
@@ -136,16 +135,20 @@ contract GmxDeploymentTest is GmxBase {
     }
 
     /// Opening and closing at one price returns the collateral less the spread, never more.
-    function testFuzz_RoundTripNeverPaysMoreThanCollateral(uint256 sizeUsd, uint256 collateral, uint256 eth, bool isLong)
-        public
-    {
+    function testFuzz_RoundTripNeverPaysMoreThanCollateral(
+        uint256 sizeUsd,
+        uint256 collateral,
+        uint256 eth,
+        bool isLong
+    ) public {
         sizeUsd = bound(sizeUsd, 10, 50_000);
         // enough collateral for GMX's validatePosition at opening (1% of the size, the fee, the spread)
         collateral = bound(collateral, 10e6 + sizeUsd * 1e6 / 50, 50_000e6);
         eth = bound(eth, 100, 10_000);
         open(isLong, sizeUsd, collateral, eth);
         uint256 before = usdc.balanceOf(trader);
-        bytes32 key = order(params(IGmx.OrderType.MarketDecrease, isLong, sizeUsd * USD, isLong ? 0 : type(uint256).max), 0);
+        bytes32 key =
+            order(params(IGmx.OrderType.MarketDecrease, isLong, sizeUsd * USD, isLong ? 0 : type(uint256).max), 0);
         vm.prank(keeper);
         handler.executeOrder(key, prices(eth));
         uint256 back = usdc.balanceOf(trader) - before;

@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {Vm} from "forge-std/Vm.sol";
 import {GmxBase} from "./GmxBase.t.sol";
 import {IGmx, GmxKeys} from "../../src/gmx/IGmx.sol";
+import {GmxBaseRouter} from "../../src/gmx/GmxBaseRouter.sol";
 import {GmxExchangeRouter} from "../../src/gmx/GmxExchangeRouter.sol";
 import {GmxEventEmitter} from "../../src/gmx/GmxStores.sol";
 
@@ -32,15 +33,15 @@ contract GmxSimulationTest is GmxBase {
         returns (bytes memory)
     {
         bytes[] memory calls = new bytes[](collateral > 0 ? 4 : 3);
-        calls[0] = abi.encodeCall(GmxExchangeRouter.sendWnt, (address(vault), p.numbers.executionFee));
+        calls[0] = abi.encodeCall(GmxBaseRouter.sendWnt, (address(vault), p.numbers.executionFee));
         if (collateral > 0) {
-            calls[1] = abi.encodeCall(GmxExchangeRouter.sendTokens, (address(usdc), address(vault), collateral));
+            calls[1] = abi.encodeCall(GmxBaseRouter.sendTokens, (address(usdc), address(vault), collateral));
         }
         calls[calls.length - 2] = abi.encodeCall(GmxExchangeRouter.createOrder, (p));
         calls[calls.length - 1] = abi.encodeCall(GmxExchangeRouter.simulateExecuteLatestOrder, (s));
         vm.prank(trader);
         (bool ok, bytes memory out) =
-            address(exchange).call{value: p.numbers.executionFee}(abi.encodeCall(GmxExchangeRouter.multicall, (calls)));
+            address(exchange).call{value: p.numbers.executionFee}(abi.encodeCall(GmxBaseRouter.multicall, (calls)));
         assertFalse(ok, "a simulation always reverts");
         return out;
     }
@@ -126,14 +127,11 @@ contract GmxSimulationTest is GmxBase {
         open(true, 10_000, 200e6, 2_000);
         IGmx.SimulatePricesParams memory s = simPrices(2_000, block.timestamp);
         s.primaryTokens[1] = address(0xBEEF);
-        assertEq(
-            simulate(topUp(), 100e6, s), abi.encodeWithSelector(IGmx.EmptyPrimaryPrice.selector, address(usdc))
-        );
+        assertEq(simulate(topUp(), 100e6, s), abi.encodeWithSelector(IGmx.EmptyPrimaryPrice.selector, address(usdc)));
         s = simPrices(2_000, block.timestamp);
         s.primaryPrices = new IGmx.PriceProps[](1);
         assertEq(
-            simulate(topUp(), 100e6, s),
-            abi.encodeWithSelector(IGmx.InvalidPrimaryPricesForSimulation.selector, 2, 1)
+            simulate(topUp(), 100e6, s), abi.encodeWithSelector(IGmx.InvalidPrimaryPricesForSimulation.selector, 2, 1)
         );
     }
 
@@ -176,9 +174,8 @@ contract GmxSimulationTest is GmxBase {
         eth = bound(eth, 1_900, 2_100);
         amount = bound(amount, 1e6, 300e6);
         bytes32 pk = open(true, 10_000, 200e6, 2_000);
-        IGmx.CreateOrderParams memory p = reduce
-            ? params(IGmx.OrderType.MarketDecrease, true, amount * 1e24 * 20, 0)
-            : topUp();
+        IGmx.CreateOrderParams memory p =
+            reduce ? params(IGmx.OrderType.MarketDecrease, true, amount * 1e24 * 20, 0) : topUp();
         uint256 collateral = reduce ? 0 : amount;
         bool ok = keccak256(simulate(p, collateral, simPrices(eth, block.timestamp))) == keccak256(endOfSimulation());
         IGmx.PositionProps memory before = reader.getPosition(address(ds), pk);

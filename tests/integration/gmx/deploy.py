@@ -1,6 +1,8 @@
-"""Our GMX-v2-compatible test deployment (contracts/src/gmx/) on Anvil, and the moves tests make
-on it: a trader's own orders sent with web3, and the order keeper executing or cancelling them
-at prices the test sets."""
+"""Our GMX-v2-compatible test deployment (contracts/src/gmx/) on Anvil, SubaccountRouter
+included (CONTROLLER and ROUTER_PLUGIN like the ExchangeRouter), and the moves tests make on it:
+a trader's own orders sent with web3, a venue's plans sent from any key, reads (positions,
+pending orders, balances, the GMX error an eth_call reverts with), and the order keeper
+executing or cancelling orders at prices the test sets."""
 
 from __future__ import annotations
 
@@ -8,15 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from web3.types import TxReceipt
+from web3.logs import DISCARD
+from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.testing.devnet import DevChain, dev_account
-from keeper.venues.base import LogEntry, MinedTx
+from keeper.venues.base import LogEntry, MinedTx, TxPlan
 from keeper.venues.gmx import (
     ZERO_ADDRESS,
     CreateOrder,
     GmxDeployment,
+    GmxFn,
+    RawPosition,
+    decode_gmx_error,
     encode_create_order,
     order_key_of,
 )
@@ -26,6 +32,19 @@ USD = FLOAT_PRECISION
 MARKET = "0x70d95587d40A2caf56bd97485aB3Eec10Bee6336"  # a market token address (no code here)
 GAS = 3_000_000
 FEED_DECIMALS = 8
+_BALANCE_OF = GmxFn.of("ERC20", "balanceOf")
+_GET_POSITION = GmxFn.of("Reader", "getPosition")
+_ACCOUNT_ORDERS = GmxFn.of("Reader", "getAccountOrders")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """What the order keeper's executeOrder did with an order: executed, or cancelled with
+    `reason` (the name of the GMX error the execution ended with)."""
+
+    key: bytes
+    executed: bool
+    reason: str = ""
 
 
 @dataclass
@@ -88,6 +107,76 @@ class GmxDevnet:
         data = bytes.fromhex(fn._encode_transaction_data()[2:])
         return self.send(account, fn.address, data, value=value, what=fn.fn_name)
 
+    def send_plan(self, account: LocalAccount, plan: TxPlan) -> list[MinedTx]:
+        """Sends a venue's plan step by step from `account` at the node's gas price (what the
+        venue prices execution fees at)."""
+        price = int(self.chain.w3.eth.gas_price)
+        return [
+            mined(
+                self.send(
+                    account,
+                    step.to,
+                    step.data,
+                    value=step.value,
+                    max_fee=price,
+                    what=step.description,
+                )
+            )
+            for step in plan.steps
+        ]
+
+    def eth_call(self, to: str, data: bytes, *, sender: str | None = None, value: int = 0) -> bytes:
+        """eth_call at the latest block; AssertionError naming the decoded GMX error when it
+        reverts."""
+        call: dict[str, Any] = {"to": to, "data": "0x" + data.hex(), "value": hex(value)}
+        if sender is not None:
+            call["from"] = sender
+        response = self.chain.w3.provider.make_request(RPCEndpoint("eth_call"), [call, "latest"])
+        error = response.get("error")
+        if error is not None:
+            raw = error.get("data") if isinstance(error, dict) else None
+            reason = decode_gmx_error(raw if isinstance(raw, str) else None)
+            raise CallRevertedError(f"eth_call to {to}: {reason.message}", reason.name)
+        return bytes.fromhex(str(response["result"])[2:])
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.chain.url
+
+    def block_time(self) -> int:
+        return int(self.chain.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Moves the clock forward and mines a block at the new time."""
+        self.chain.advance_time(seconds)
+
+    def balance(self, token: str, account: str) -> int:
+        (amount,) = _BALANCE_OF.decode(self.eth_call(token, _BALANCE_OF.encode(account)))
+        return int(amount)
+
+    def native_balance(self, account: str) -> int:
+        return int(self.chain.w3.eth.get_balance(self.chain.w3.to_checksum_address(account)))
+
+    def mint_usdc(self, to: str, amount: int) -> None:
+        """Mints `amount` (smallest units) of the test USDC to `to`."""
+        self.call(self.deployer, self.contract("TestUSDC").functions.mint(to, amount))
+
+    def position(self, key: str) -> RawPosition:
+        """Reader.getPosition (an empty position has size 0)."""
+        d = self.deployment
+        data = self.eth_call(d.reader, _GET_POSITION.encode(d.data_store, bytes.fromhex(key[2:])))
+        (props,) = _GET_POSITION.decode(data)
+        return RawPosition.decode(props)
+
+    def pending_orders(self, account: str) -> list[bytes]:
+        """The keys of the account's orders in the DataStore (Reader.getAccountOrders)."""
+        d = self.deployment
+        data = self.eth_call(d.reader, _ACCOUNT_ORDERS.encode(d.data_store, account, 0, 1000))
+        (infos,) = _ACCOUNT_ORDERS.decode(data)
+        return [bytes(key) for key, _order in infos]
+
     # -- prices and orders ----------------------------------------------------------------------
 
     def set_eth_price(self, usd: int) -> None:
@@ -102,6 +191,22 @@ class GmxDevnet:
     def execute(self, key: bytes, eth_usd: int) -> TxReceipt:
         handler = self.contract("GmxOrderHandler")
         return self.call(self.keeper, handler.functions.executeOrder(key, self.prices(eth_usd)))
+
+    def execute_order(self, key: bytes, eth_usd: int) -> OrderOutcome:
+        """`execute` at `eth_usd`, and what the order handler did with the order."""
+        receipt = self.execute(key, eth_usd)
+        emitter = self.contract("GmxEventEmitter")
+        for event in emitter.events.EventLog2().process_receipt(receipt, errors=DISCARD):
+            args = event["args"]
+            if bytes(args["topic1"]) != key:
+                continue
+            if args["eventName"] == "OrderExecuted":
+                return OrderOutcome(key, True)
+            if args["eventName"] == "OrderCancelled":
+                items = args["eventData"]["bytesItems"]["items"]
+                data = next((bytes(v) for k, v in items if k == "reasonBytes"), b"")
+                return OrderOutcome(key, False, decode_gmx_error(data).name)
+        raise AssertionError(f"executeOrder 0x{key.hex()}: neither executed nor cancelled")
 
     def keeper_cancel(self, key: bytes, reason: str) -> TxReceipt:
         handler = self.contract("GmxOrderHandler")
@@ -147,6 +252,14 @@ class GmxDevnet:
         return "0x" + position_key.hex()
 
 
+class CallRevertedError(AssertionError):
+    """An eth_call reverted; `name` is the GMX error's (empty when it did not decode)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def mined(receipt: TxReceipt) -> MinedTx:
     """A receipt as the venue protocol's MinedTx, logs included."""
     logs = tuple(
@@ -184,6 +297,14 @@ def deploy(url: str) -> GmxDevnet:
         deployer, "GmxExchangeRouter", a["GmxDataStore"], a["GmxRouter"], a["GmxOrderHandler"]
     )
     a["GmxReader"] = chain.deploy_contract(deployer, "GmxReader", a["GmxOrderHandler"])
+    a["GmxSubaccountRouter"] = chain.deploy_contract(
+        deployer,
+        "GmxSubaccountRouter",
+        a["GmxDataStore"],
+        a["GmxRouter"],
+        a["GmxEventEmitter"],
+        a["GmxOrderHandler"],
+    )
     a["PriceFeed"] = chain.deploy_contract(deployer, "PriceFeed", "ETH / USD", deployer.address)
     a["UsdcFeed"] = chain.deploy_contract(deployer, "PriceFeed", "USDC / USD", deployer.address)
     deployment = GmxDeployment(
@@ -197,6 +318,7 @@ def deploy(url: str) -> GmxDevnet:
         referral_storage=ZERO_ADDRESS,
         event_emitter=a["GmxEventEmitter"],
         multicall=MULTICALL3_ADDRESS,
+        subaccount_router=a["GmxSubaccountRouter"],
     )
     net = GmxDevnet(chain, deployment, a, deployer, trader, keeper)
     roles = net.contract("GmxRoleStore").functions
@@ -205,6 +327,8 @@ def deploy(url: str) -> GmxDevnet:
         (a["GmxOrderHandler"], "CONTROLLER"),
         (a["GmxExchangeRouter"], "CONTROLLER"),
         (a["GmxExchangeRouter"], "ROUTER_PLUGIN"),
+        (a["GmxSubaccountRouter"], "CONTROLLER"),
+        (a["GmxSubaccountRouter"], "ROUTER_PLUGIN"),
         (keeper.address, "ORDER_KEEPER"),
     ):
         net.call(deployer, roles.grantRole(who, name_key(role)))
@@ -214,6 +338,7 @@ def deploy(url: str) -> GmxDevnet:
         (name_key("MIN_COLLATERAL_USD"), 1 * USD),
         (name_key("MIN_POSITION_SIZE_USD"), 1 * USD),
         (name_key("REQUEST_EXPIRATION_TIME"), 300),
+        (name_key("NATIVE_TOKEN_TRANSFER_GAS_LIMIT"), 200_000),  # the auto top-up's native send
         (name_key("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"), 600_000),
         (name_key("ESTIMATED_GAS_FEE_PER_ORACLE_PRICE"), 250_000),
         (name_key("ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR"), USD),

@@ -313,11 +313,17 @@ async def test_acting_for_another_account_needs_a_subaccount_router(
     gmx: GmxDevnet, venue: GmxVenue
 ) -> None:
     key = gmx.open(is_long=True, size_usd=10_000, collateral_usdc=500 * USDC, eth_usd=2_000)
-    s = await snap(venue, gmx)
+    assert venue.deployment.subaccount_router == gmx.addresses["GmxSubaccountRouter"]
+    # the deployment named without its SubaccountRouter
+    bare = await GmxVenue.connect(
+        venue.rpc,
+        gmx.deployment.with_overrides(subaccount_router=None),
+        multicall_code_override=True,
+    )
+    s = await snap(bare, gmx)
     stranger = "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955"
     close = Close("gmx", key, gmx.trader.address, MARKET, WHY)
-    assert venue.deployment.subaccount_router is None  # this test deployment has none
     with pytest.raises(VenueError, match="names no SubaccountRouter"):
-        await venue.build(close, s, sender=stranger)
+        await bare.build(close, s, sender=stranger)
     with pytest.raises(VenueError, match="subaccount_router"):
-        await venue.delegation(gmx.trader.address, stranger)
+        await bare.delegation(gmx.trader.address, stranger)
