@@ -22,7 +22,9 @@ A read costs at most ceil(N / chunk_size) + 2 round trips for N positions (chunk
 2. one Multicall3 batch at that block: Multicall3's block number (checked: a node that ran the
    batch at another block is refused) and timestamp, lens.getMarkets, lens.getPoolState, the
    wallet's USDC and native balances, and per watched account its isolated and cross position
-   keys and its cross balance;
+   keys and its cross balance (in delegated mode, where the wallet is an operator the accounts
+   approved, also each account's USDC balance, its allowance to the exchange and its grant to
+   the operator: `Snapshot.funds`, what the operator can pay in from each account now);
 3. the positions, exchange.positions(key) for each key, in Multicall3 batches of chunk_size,
    at most max_concurrency at once, each batch sent as soon as its keys are decoded from the
    answer of 2 (the markets, pool and wallet are decoded while the node runs them) and
