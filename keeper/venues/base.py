@@ -59,6 +59,7 @@ __all__ = [
     "VenueError",
     "VenueRead",
     "Watch",
+    "limit_problems",
     "sync_action_state",
 ]
 
@@ -281,6 +282,24 @@ DELEGATION_LOW_ACTIONS = 10
 DELEGATION_LOW_SECONDS = 3 * 86_400
 """A grant with fewer actions or seconds left than these is reported as soon unusable (in
 `Delegation.problems`, and alerted on by the running keeper)."""
+
+
+def limit_problems(
+    left: int, expires_at: int, now: int, *, actions: str, used: str = ""
+) -> list[str]:
+    """What a grant's limits say in words (for `Delegation.problems`): no or few of its
+    `actions` actions left (`used`: how many were used, appended), and past or near its expiry
+    at block time `now` (DELEGATION_LOW_ACTIONS, DELEGATION_LOW_SECONDS)."""
+    problems: list[str] = []
+    if left == 0:
+        problems.append(f"no {actions} actions left{used}")
+    elif left < DELEGATION_LOW_ACTIONS:
+        problems.append(f"only {left} {actions} actions left{used}")
+    if now > expires_at:
+        problems.append(f"expired at {expires_at} (block time {now})")
+    elif expires_at - now < DELEGATION_LOW_SECONDS:
+        problems.append(f"expires in {expires_at - now} s, at {expires_at}")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,8 +87,6 @@ from keeper.model import (
 from keeper.txs import TxRequest as ManagerRequest
 from keeper.units import CONTEXT, Price, TokenAmount, Usd
 from keeper.venues.base import (
-    DELEGATION_LOW_ACTIONS,
-    DELEGATION_LOW_SECONDS,
     ActionState,
     Delegation,
     Execution,
@@ -102,6 +100,7 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    limit_problems,
     pin_block,
 )
 from keeper.venues.codec import ContractFn
@@ -177,9 +176,6 @@ SINGLE_SWAP_GAS_LIMIT = name_key("SINGLE_SWAP_GAS_LIMIT")
 ROUTER_PLUGIN = name_key("ROUTER_PLUGIN")
 # SubaccountRouter counts every createOrder, updateOrder and cancelOrder as one of these
 SUBACCOUNT_ORDER_ACTION = name_key("SUBACCOUNT_ORDER_ACTION")
-# alert when a subaccount has fewer actions left than this, or expires within this many seconds
-SUBACCOUNT_LOW_ACTIONS = DELEGATION_LOW_ACTIONS
-SUBACCOUNT_LOW_SECONDS = DELEGATION_LOW_SECONDS
 ORDER_KEEPER = name_key("ORDER_KEEPER")
 USER_INITIATED_CANCEL = "USER_INITIATED_CANCEL"
 # Errors.EndOfOracleSimulation: how GMX ends a simulated execution that went through
@@ -1794,14 +1790,9 @@ class GmxVenue:
             problems.append(f"GMX has disabled its SubaccountRouter {self._subaccount_router()}")
         if integration_off:
             problems.append(f"GMX has disabled the grant's integration id 0x{integration.hex()}")
-        if left == 0:
-            problems.append(f"no order actions left ({used} of {allowed} used)")
-        elif left < SUBACCOUNT_LOW_ACTIONS:
-            problems.append(f"only {left} order actions left ({used} of {allowed} used)")
-        if now > expires_at:
-            problems.append(f"expired at {expires_at} (block time {now})")
-        elif expires_at - now < SUBACCOUNT_LOW_SECONDS:
-            problems.append(f"expires in {expires_at - now} s, at {expires_at}")
+        problems += limit_problems(
+            left, expires_at, now, actions="order", used=f" ({used} of {allowed} used)"
+        )
         top_up_left = None
         if token is not None:
             decimals = (await self._token(token, "latest")).decimals

@@ -90,8 +90,6 @@ from keeper.model import (
 )
 from keeper.units import CONTEXT, VALUE_SLOTS, Price, TokenAmount, Usd
 from keeper.venues.base import (
-    DELEGATION_LOW_ACTIONS,
-    DELEGATION_LOW_SECONDS,
     ActionState,
     Delegation,
     Execution,
@@ -106,6 +104,7 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    limit_problems,
     pin_block,
     sync_action_state,
 )
@@ -977,18 +976,11 @@ class ReferenceVenue:
                 )
 
     def _grant_problems(self, grant: _Grant, account: str, operator: str) -> list[str]:
-        problems: list[str] = []
         if grant.expires_at == 0:
-            problems.append(f"{account} has not approved {operator} as an operator (or revoked)")
-        elif grant.actions_left == 0:
-            problems.append("no operator actions left")
-        elif grant.actions_left < DELEGATION_LOW_ACTIONS:
-            problems.append(f"only {grant.actions_left} operator actions left")
-        if grant.expires_at and grant.block_time > grant.expires_at:
-            problems.append(f"expired at {grant.expires_at} (block time {grant.block_time})")
-        elif grant.expires_at and grant.expires_at - grant.block_time < DELEGATION_LOW_SECONDS:
-            problems.append(
-                f"expires in {grant.expires_at - grant.block_time} s, at {grant.expires_at}"
+            problems = [f"{account} has not approved {operator} as an operator (or revoked)"]
+        else:
+            problems = limit_problems(
+                grant.actions_left, grant.expires_at, grant.block_time, actions="operator"
             )
         if grant.active and grant.top_up == 0:
             problems.append("top-ups cannot be paid: wallet, allowance or limit at zero")

@@ -16,8 +16,8 @@ from keeper.testing.anvil import Anvil, AnvilError
 from keeper.testing.plugin import KeeperProcessFactory
 from keeper.venues.gmx import GmxVenue
 from tests.integration.gmx.deploy import GmxDevnet, deploy
+from tests.integration.gmx.keeper_run import TELEGRAM_TOKEN_ENV
 from tests.integration.gmx.subaccount_rig import (
-    TELEGRAM_TOKEN_ENV,
     OurChain,
     OurKeeperChain,
     no_position_fee,

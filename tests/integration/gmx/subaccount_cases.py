@@ -33,9 +33,15 @@ from web3.types import TxReceipt
 from keeper.chain.jsonrpc import HttpJsonRpc
 from keeper.model import Close, Reason, Scope, TopUp
 from keeper.testing.devnet import dev_account
-from keeper.venues.base import ActionState, Delegates, MinedTx, TxPlan, Watch
+from keeper.venues.base import (
+    DELEGATION_LOW_ACTIONS,
+    ActionState,
+    Delegates,
+    MinedTx,
+    TxPlan,
+    Watch,
+)
 from keeper.venues.gmx import (
-    SUBACCOUNT_LOW_ACTIONS,
     CreateOrder,
     GmxDeployment,
     GmxFn,
@@ -102,8 +108,9 @@ class Outcome(Protocol):
     def executed(self) -> bool: ...
 
 
-class SubaccountChain(Protocol):
-    """A GMX deployment on Anvil with a SubaccountRouter, and the moves made on it."""
+class GmxChain(Protocol):
+    """A GMX deployment on Anvil with a SubaccountRouter: what both kinds of scenario read
+    and send on it."""
 
     @property
     def url(self) -> str: ...
@@ -113,31 +120,37 @@ class SubaccountChain(Protocol):
     def trader(self) -> LocalAccount: ...
     @property
     def usdc(self) -> str: ...
-    @property
-    def market_token(self) -> str: ...
 
     def block_time(self) -> int: ...
-    def advance_time(self, seconds: int) -> None: ...
     def send(
         self, account: LocalAccount, to: str, data: bytes, *, value: int = 0, what: str = "tx"
     ) -> TxReceipt:
         """Signs and sends a transaction and waits for it; AssertionError when it reverts."""
         ...
 
+    def balance(self, token: str, account: str) -> int: ...
+    def native_balance(self, account: str) -> int: ...
+    def position(self, key: str) -> RawPosition: ...
+
+
+class SubaccountChain(GmxChain, Protocol):
+    """The moves the adapter's scenarios make on the deployment."""
+
+    @property
+    def market_token(self) -> str: ...
+
+    def advance_time(self, seconds: int) -> None: ...
     def send_plan(self, account: LocalAccount, plan: TxPlan) -> list[MinedTx]:
         """Sends a venue's plan step by step at the node's gas price."""
         ...
 
     def usdc_units(self, whole: int) -> int: ...
     def mint_usdc(self, to: str, whole: int) -> None: ...
-    def balance(self, token: str, account: str) -> int: ...
-    def native_balance(self, account: str) -> int: ...
     def open_long(self) -> str:
         """The trader mints MINTED USDC and opens SIZE_USD long at ENTRY with COLLATERAL USDC
         (its own order, executed by GMX); the position key."""
         ...
 
-    def position(self, key: str) -> RawPosition: ...
     def pending_orders(self, account: str) -> list[bytes]:
         """The keys of the account's orders in the DataStore."""
         ...
@@ -164,18 +177,10 @@ class Guard(Protocol):
         ...
 
 
-class KeeperChain(Protocol):
+class KeeperChain(GmxChain, Protocol):
     """The trader's long (as `SubaccountChain.open_long` opens it) and `keeper` commands on the
     deployment, from a config made from examples/arbitrum.toml."""
 
-    @property
-    def url(self) -> str: ...
-    @property
-    def deployment(self) -> GmxDeployment: ...
-    @property
-    def trader(self) -> LocalAccount: ...
-    @property
-    def usdc(self) -> str: ...
     @property
     def key(self) -> str:
         """The trader's position."""
@@ -184,13 +189,6 @@ class KeeperChain(Protocol):
     @property
     def journal(self) -> Path: ...
 
-    def block_time(self) -> int: ...
-    def send(
-        self, account: LocalAccount, to: str, data: bytes, *, value: int = 0, what: str = "tx"
-    ) -> TxReceipt: ...
-    def balance(self, token: str, account: str) -> int: ...
-    def native_balance(self, account: str) -> int: ...
-    def position(self, key: str) -> RawPosition: ...
     def sign_with(self, account: LocalAccount) -> None:
         """The key `keeper` commands sign with from now on (from the environment)."""
         ...
@@ -284,10 +282,10 @@ async def setup_makes_an_active_subaccount_with_limits(
     assert after.top_up_left.raw == chain.balance(chain.usdc, trader)
 
     # a few actions or days left is a problem to alert on, not yet inactive
-    await set_up(venue, chain, sub.address, max_actions=SUBACCOUNT_LOW_ACTIONS - 1)
+    await set_up(venue, chain, sub.address, max_actions=DELEGATION_LOW_ACTIONS - 1)
     low = await venue.delegation(trader, sub.address)
     assert low.active
-    assert low.actions_left == SUBACCOUNT_LOW_ACTIONS - 1
+    assert low.actions_left == DELEGATION_LOW_ACTIONS - 1
     assert any("actions left" in p for p in low.problems), low.problems
     chain.advance_time(31 * 86400)
     late = await venue.delegation(trader, sub.address)

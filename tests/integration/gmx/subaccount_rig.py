@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +21,6 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from keeper.chain.multicall import MULTICALL3_ADDRESS
-from keeper.config import GMX_ADDRESS_KEYS
-from keeper.testing.anvil import free_port
 from keeper.testing.devnet import KEY_ENV, to_toml
 from keeper.testing.plugin import KeeperProcessFactory
 from keeper.testing.process import KeeperProcess
@@ -32,6 +28,15 @@ from keeper.venues.base import MinedTx, TxPlan
 from keeper.venues.gmx import GmxDeployment, GmxFn, RawPosition
 from keeper.venues.gmx_math import data_key
 from tests.integration.gmx.deploy import MARKET, CallRevertedError, GmxDevnet, OrderOutcome
+from tests.integration.gmx.keeper_run import (
+    BLOCK_SECONDS,
+    KEEPER,
+    OPEN,
+    caught_up,
+    local_settings,
+    settle,
+    venue_section,
+)
 from tests.integration.gmx.subaccount_cases import (
     COLLATERAL,
     ENTRY,
@@ -41,13 +46,6 @@ from tests.integration.gmx.subaccount_cases import (
 )
 from tests.integration.ops.test_running_keeper import Receiver
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "examples" / "arbitrum.toml"
-KEEPER = str(Path(sys.executable).with_name("keeper"))
-TELEGRAM_TOKEN_ENV = "KEEPER_TELEGRAM_TOKEN"  # the example's [[alerts]] token_env
-IN_FLIGHT = frozenset({"decided", "signed", "sent", "mined"})
-OPEN = IN_FLIGHT | {"awaiting_execution"}
-BLOCK_SECONDS = 1  # Anvil mines a block a second while `keeper run` runs
 USDC = 10**6
 _GET_MARKET = GmxFn.of("Reader", "getMarket")
 _IS_LIQUIDATABLE = GmxFn.of("Reader", "isPositionLiquidatable")
@@ -154,11 +152,7 @@ class OurGuard:
 
     def caught_up(self) -> int:
         """Waits until the keeper has processed the chain's head; that block."""
-        head = self.net.chain.block_number()
-        self.run.wait_for(
-            lambda: (self.run.last_block() or -1) >= head, 30, f"the keeper at block {head}"
-        )
-        return head
+        return caught_up(self.run, self.net.chain.block_number())
 
     def open_statuses(self) -> set[str]:
         return {r.status for r in intents(self.journal) if r.status in OPEN}
@@ -173,32 +167,12 @@ class OurGuard:
     ) -> list[OrderOutcome]:
         """Executes every order the keeper creates at `eth` until the keeper has processed
         `quiet_blocks` blocks in a row with nothing in flight and no order pending."""
-        trader = self.net.trader.address
-        outcomes: list[OrderOutcome] = []
-        quiet_from: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            head = self.caught_up()
-            statuses = self.open_statuses()
-            pending = self.net.pending_orders(trader)
-            if statuses & IN_FLIGHT:
-                quiet_from = None
-            elif pending:
-                outcomes += [self.net.execute_order(key, eth) for key in pending]
-                quiet_from = None
-                continue
-            elif statuses:  # executed or cancelled, not yet seen by the keeper
-                quiet_from = None
-            elif quiet_from is None:
-                quiet_from = head
-            elif head - quiet_from >= quiet_blocks:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the keeper did not settle at {eth} in {timeout:g} s: open intents "
-                    f"{sorted(statuses)}\n{self.run.output()[-4000:]}"
-                )
-            time.sleep(0.1)
+        net, trader = self.net, self.net.trader.address
+        outcomes = settle(
+            self.run, net.chain.block_number, self.open_statuses,
+            lambda: [net.execute_order(key, eth) for key in net.pending_orders(trader)], eth,
+            quiet_blocks=quiet_blocks, timeout=timeout,
+        )  # fmt: skip
         self.check_safe(eth)
         return outcomes
 
@@ -229,10 +203,9 @@ class OurGuard:
 
 
 @dataclass
-class OurKeeperChain:
+class OurKeeperChain(OurChain):
     """The trader's long on our deployment (`open_long`) and `keeper` commands on it."""
 
-    net: GmxDevnet
     key: str
     tmp: Path
     receiver: Receiver
@@ -240,41 +213,8 @@ class OurKeeperChain:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
-    def url(self) -> str:
-        return self.net.url
-
-    @property
-    def deployment(self) -> GmxDeployment:
-        return self.net.deployment
-
-    @property
-    def trader(self) -> LocalAccount:
-        return self.net.trader
-
-    @property
-    def usdc(self) -> str:
-        return self.net.usdc
-
-    @property
     def journal(self) -> Path:
         return self.tmp / "journal.sqlite"
-
-    def block_time(self) -> int:
-        return self.net.block_time()
-
-    def send(
-        self, account: LocalAccount, to: str, data: bytes, *, value: int = 0, what: str = "tx"
-    ) -> TxReceipt:
-        return self.net.send(account, to, data, value=value, what=what)
-
-    def balance(self, token: str, account: str) -> int:
-        return self.net.balance(token, account)
-
-    def native_balance(self, account: str) -> int:
-        return self.net.native_balance(account)
-
-    def position(self, key: str) -> RawPosition:
-        return self.net.position(key)
 
     def sign_with(self, account: LocalAccount) -> None:
         self.env[KEY_ENV] = "0x" + bytes(account.key).hex()
@@ -282,26 +222,12 @@ class OurKeeperChain:
     def settings(self, **thresholds: str) -> dict[str, Any]:
         """examples/arbitrum.toml with only what this chain needs changed (as gmx_settings of
         tests/integration/realgmx/test_realgmx_keeper.py changes it for GMX's own chain)."""
-        settings = tomllib.loads(EXAMPLE.read_text())
-        settings["keeper"].update(journal=str(self.journal), halt_file=str(self.tmp / "HALT"))
-        chain = settings["chain"]
-        chain.update(
-            chain_id=self.deployment.chain_id, rpc=[self.url], multicall=MULTICALL3_ADDRESS
-        )
-        # no L2 sequencer on this chain: its uptime feed has no contract here
-        del chain["sequencer_uptime_feed"], chain["sequencer_grace_s"]
-        d = self.deployment
-        venue: dict[str, Any] = {"kind": "gmx"}
-        venue.update({name: getattr(d, name) for name in GMX_ADDRESS_KEYS})
-        venue["subaccount_router"] = d.subaccount_router
-        settings["venue"] = venue
-        settings["accounts"]["watch"] = [self.trader.address]
-        settings["signer"] = {"source": "env", "key_env": KEY_ENV}
-        settings["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
-        (alert,) = settings["alerts"]
-        alert["url"] = self.receiver.url
-        settings["thresholds"].update(thresholds)
-        return settings
+        chain = {"chain_id": self.deployment.chain_id, "rpc": [self.url]}
+        chain["multicall"] = MULTICALL3_ADDRESS
+        return local_settings(
+            chain, venue_section(self.deployment), self.trader.address, self.tmp,
+            self.receiver.url, thresholds=thresholds,
+        )  # fmt: skip
 
     def delegated_config(self, **thresholds: str) -> Path:
         settings = self.settings(**thresholds)

@@ -28,6 +28,20 @@ pytestmark = pytest.mark.integration
 USDC = 10**6
 
 
+def keeper_as(
+    devnet: Devnet, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `keeper` command, signing with the devnet operator's key (and `env` besides)."""
+    return subprocess.run(
+        [KEEPER, *args],
+        env={**devnet.keeper_env("operator"), **(env or {}), "PATH": str(Path(KEEPER).parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def operator_config(devnet: Devnet, tmp_path: Path, **overrides: Any) -> Path:
     accounts = {"watch": [devnet.deployment.trader], "delegated": True}
     return write_config(devnet, tmp_path, accounts=accounts, **overrides)
@@ -71,11 +85,7 @@ def test_keeper_run_as_operator_tops_up_from_the_traders_wallet_and_reduces(
 
     # a close by hand with the operator's key pays what is left to the trader
     wallet = devnet.usdc_balance(d.trader)
-    env = {**devnet.keeper_env("operator"), "PATH": str(Path(KEEPER).parent)}
-    done = subprocess.run(
-        [KEEPER, "close", "ETH:long", "--config", str(config), "--yes"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = keeper_as(devnet, "close", "ETH:long", "--config", str(config), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert position(devnet, key).size == 0
     assert devnet.usdc_balance(d.trader) > wallet
@@ -86,15 +96,7 @@ def test_keeper_run_refuses_to_start_without_the_traders_grant(
     devnet: Devnet, tmp_path: Path
 ) -> None:
     config = operator_config(devnet, tmp_path)
-    env = {**devnet.keeper_env("operator"), "PATH": str(Path(KEEPER).parent)}
-    done = subprocess.run(
-        [KEEPER, "run", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = keeper_as(devnet, "run", "--config", str(config))
     assert done.returncode == 1, done.stderr
     d = devnet.deployment
     assert f"{d.operator} cannot act for {d.trader}" in done.stderr
@@ -107,18 +109,10 @@ def test_keeper_delegate_shows_the_grant_and_sends_its_setup_with_the_traders_ke
 ) -> None:
     d = devnet.deployment
     config = operator_config(devnet, tmp_path)
-    trader_env = {"TRADER_KEY": "0x" + bytes(devnet.account("trader").key).hex()}
-    env = {**devnet.keeper_env("operator"), **trader_env, "PATH": str(Path(KEEPER).parent)}
+    env = {"TRADER_KEY": "0x" + bytes(devnet.account("trader").key).hex()}
 
     def keeper(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [KEEPER, "delegate", "--config", str(config), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return keeper_as(devnet, "delegate", "--config", str(config), *args, env=env)
 
     shown = keeper("--max-actions", "40", "--days", "7", "--top-up-limit", "900")
     assert shown.returncode == 0, shown.stderr

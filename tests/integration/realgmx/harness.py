@@ -49,7 +49,6 @@ from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.abis import abi_type
 from keeper.chain.revert import RevertReason
-from keeper.config import GMX_ADDRESS_KEYS
 from keeper.testing.anvil import Anvil, find_anvil
 from keeper.testing.devnet import DevChain, dev_account
 from keeper.units import CONTEXT
@@ -79,6 +78,7 @@ from keeper.venues.gmx_math import (
     position_key,
 )
 from tests.integration.gmx.deploy import mined
+from tests.integration.gmx.keeper_run import venue_section
 
 __all__ = [
     "ADDRESSES_FILE",
@@ -524,11 +524,8 @@ class RealGmx:
         """The [chain] and [venue] tables of a keeper config for this deployment (merge the
         rest of the config around them)."""
         d = self.deployment
-        venue: dict[str, Any] = {"kind": "gmx"}
-        venue.update({name: getattr(d, name) for name in GMX_ADDRESS_KEYS})
-        venue["subaccount_router"] = d.subaccount_router
         chain = {"chain_id": self.chain_id, "rpc": [self.url], "multicall": d.multicall}
-        return {"chain": chain, "venue": venue}
+        return {"chain": chain, "venue": venue_section(d)}
 
     # -- transport ------------------------------------------------------------------------------
 

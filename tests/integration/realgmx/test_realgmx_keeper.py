@@ -10,7 +10,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -23,12 +22,21 @@ from typing import Any
 import pytest
 
 from keeper.config import GMX_ADDRESS_KEYS
-from keeper.testing.anvil import free_port
 from keeper.testing.devnet import KEY_ENV, to_toml
 from keeper.testing.plugin import KeeperProcessFactory
 from keeper.testing.process import KeeperProcess
 from keeper.venues.gmx import REQUEST_EXPIRATION_TIME
 from keeper.venues.gmx_math import OrderType
+from tests.integration.gmx.keeper_run import (
+    BLOCK_SECONDS,
+    KEEPER,
+    OPEN,
+    TELEGRAM_TOKEN_ENV,
+    caught_up,
+    example_settings,
+    local_settings,
+    settle,
+)
 from tests.integration.ops.test_running_keeper import Receiver
 from tests.integration.realgmx.harness import (
     USD,
@@ -43,21 +51,8 @@ from tests.integration.realgmx.test_realgmx_venue import COLLATERAL, ENTRY, SIZE
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "examples" / "arbitrum.toml"
-KEEPER = str(Path(sys.executable).with_name("keeper"))
-TELEGRAM_TOKEN_ENV = "KEEPER_TELEGRAM_TOKEN"  # the example's [[alerts]] token_env
-IN_FLIGHT = frozenset({"decided", "signed", "sent", "mined"})
-OPEN = IN_FLIGHT | {"awaiting_execution"}
-BLOCK_SECONDS = 1  # Anvil mines a block a second while `keeper run` runs
-
 
 # --- the config --------------------------------------------------------------------------------
-
-
-def example_settings() -> dict[str, Any]:
-    """examples/arbitrum.toml as the keeper reads it (comments aside)."""
-    return tomllib.loads(EXAMPLE.read_text())
 
 
 def gmx_settings(
@@ -70,31 +65,14 @@ def gmx_settings(
     sequencer: bool = False,
     rpc: str | None = None,
 ) -> dict[str, Any]:
-    """examples/arbitrum.toml with only what this chain needs changed, and the scenario's
-    `thresholds` and `budget` changes (each one says why where it is made); `sequencer` keeps
-    the example's sequencer uptime feed; `rpc` is an endpoint in front of the node."""
-    settings = example_settings()
+    """examples/arbitrum.toml for this deployment (`local_settings`): chain id 31337, this
+    node, GMX's own Multicall3, the addresses of this deployment (no preset), and the
+    scenario's `thresholds` and `budget` changes (each one says why where it is made)."""
     sections = gmx.config_sections()
-    settings["keeper"].update(journal=str(where / "journal.sqlite"), halt_file=str(where / "HALT"))
-    chain = settings["chain"]
-    chain.update(sections["chain"])  # chain id 31337, this node, GMX's own Multicall3
-    if rpc is not None:
-        chain["rpc"] = [rpc]
-    if not sequencer:
-        # Chainlink's Arbitrum sequencer uptime feed has no contract on this chain, which is
-        # no L2 with a sequencer: every block's read of it would fail
-        del chain["sequencer_uptime_feed"], chain["sequencer_grace_s"]
-    settings["venue"] = sections["venue"]  # the addresses of this deployment, no preset
-    settings["accounts"]["watch"] = [gmx.trader.address]
-    # the keeper acts for the account it signs as: the trader's key, from the environment
-    # (a raw key is allowed on chain 31337 only)
-    settings["signer"] = {"source": "env", "key_env": KEY_ENV}
-    settings["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
-    (alert,) = settings["alerts"]
-    alert["url"] = alerts_url  # the example's Telegram sink, at a local receiver
-    settings["thresholds"].update(thresholds or {})
-    settings["budget"].update(budget or {})
-    return settings
+    return local_settings(
+        sections["chain"], sections["venue"], gmx.trader.address, where, alerts_url,
+        thresholds=thresholds, budget=budget, sequencer=sequencer, rpc=rpc,
+    )  # fmt: skip
 
 
 _ABSENT = object()
@@ -306,11 +284,7 @@ class Guarded:
 
     def caught_up(self) -> int:
         """Waits until the keeper has processed the chain's head; that block."""
-        head = self.gmx.block_number()
-        self.run.wait_for(
-            lambda: (self.run.last_block() or -1) >= head, 30, f"the keeper at block {head}"
-        )
-        return head
+        return caught_up(self.run, self.gmx.block_number())
 
     def open_statuses(self) -> set[str]:
         return {str(r["status"]) for r in intents(self.scene.journal) if r["status"] in OPEN}
@@ -328,30 +302,11 @@ class Guarded:
         """Executes every order the keeper creates at `eth` until the keeper has processed
         `quiet_blocks` blocks in a row with nothing in flight and no order pending."""
         gmx, trader = self.gmx, self.gmx.trader.address
-        outcomes: list[OrderOutcome] = []
-        quiet_from: int | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            head = self.caught_up()
-            statuses = self.open_statuses()
-            if statuses & IN_FLIGHT:
-                quiet_from = None
-            elif gmx.pending_orders(trader):
-                outcomes += gmx.execute_pending(trader, gmx.prices(eth))
-                quiet_from = None
-                continue
-            elif statuses:  # executed or cancelled, not yet seen by the keeper
-                quiet_from = None
-            elif quiet_from is None:
-                quiet_from = head
-            elif head - quiet_from >= quiet_blocks:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the keeper did not settle at {eth} in {timeout:g} s: open intents "
-                    f"{sorted(statuses)}\n{self.run.output()[-4000:]}"
-                )
-            time.sleep(0.1)
+        outcomes = settle(
+            self.run, gmx.block_number, self.open_statuses,
+            lambda: gmx.execute_pending(trader, gmx.prices(eth)), eth,
+            quiet_blocks=quiet_blocks, timeout=timeout,
+        )  # fmt: skip
         self.check_safe(eth)
         return outcomes
 
