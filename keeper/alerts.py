@@ -81,6 +81,9 @@ class AlertCode(StrEnum):
     FATAL = "fatal"
     DELEGATION_LOST = "delegation_lost"
     DELEGATION_LOW = "delegation_low"
+    LEADER_ACQUIRED = "leader_acquired"
+    LEADERSHIP_LOST = "leadership_lost"
+    JOURNAL_UNAVAILABLE = "journal_unavailable"
 
 
 def _severity(value: object, what: str) -> Severity:

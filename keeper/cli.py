@@ -1,8 +1,9 @@
 """The `keeper` command: `calc` (the margin calculator), `positions` (read from the chain),
 `run` (the keeper), `history` (the journal), `top-up | reduce | close | withdraw` (manual
 actions through the keeper's journal), `config check`, `keystore create`, `delegate` and
-`gmx subaccount` (the grants traders give the keeper's key), and `devnet` and
-`demo` (a local chain to try it on; the keeper through a price crash, with and without it).
+`gmx subaccount` (the grants traders give the keeper's key), `stress` (a price path replayed
+over the watched positions in simulation), and `devnet` and `demo` (a local chain to try it
+on; the keeper through a price crash, with and without it).
 
 `main(argv)` returns the exit status: 0 on success, 2 on bad input (argparse's convention,
 with a message naming the flag).
@@ -28,13 +29,13 @@ from urllib.parse import urlsplit
 
 from eth_utils.address import is_address, to_checksum_address
 
-from keeper import margin
+from keeper import journal_cmd, margin
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
 from keeper.client import Client
 from keeper.config import Config, ConfigError, describe, load
-from keeper.journal import Journal
+from keeper.journal import JournalError, open_journal
 from keeper.manual import ManualError
 from keeper.model import (
     Basis,
@@ -54,6 +55,7 @@ from keeper.runtime import (
     run_keeper,
 )
 from keeper.signer import KeySource, Signer, SignerError, load_signer
+from keeper.stress_snapshot import snapshot_to_json
 from keeper.units import (
     Price,
     TokenAmount,
@@ -155,8 +157,10 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpars
     _common(cross)
     _positions_parser(commands)
     _operator_parsers(commands)
+    journal_cmd.add_parsers(commands)
     _demo_parsers(commands)
     _delegate_parsers(commands)
+    _stress_parser(commands)
     return parser, calc, cross
 
 
@@ -647,6 +651,7 @@ def _positions_data(
         "positions": rows,
         "cross_accounts": cross_rows,
         "issues": [{"kind": i.kind, "key": i.key, "message": i.message} for i in issues],
+        "snapshot": snapshot_to_json(snapshot),  # what `keeper stress --snapshot` replays
     }
 
 
@@ -746,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
             return _positions_command(args)
         if args.command in _OPERATOR_COMMANDS:
             return _OPERATOR_COMMANDS[args.command](args)
+        if args.command in journal_cmd.COMMANDS:
+            return journal_cmd.COMMANDS[args.command](args)
         if args.command == "calc":
             if args.calc_mode == "cross":
                 return _calc_cross(cross, args)
@@ -931,10 +938,14 @@ def _history(args: argparse.Namespace) -> int:
         args.parser.error("--limit: must be at least 1")
     since = _when(args.parser, "--since", args.since)
     until = _when(args.parser, "--until", args.until)
-    if not config.journal.exists():
+    if isinstance(config.journal, Path) and not config.journal.exists():
         print(f"keeper history: no journal at {config.journal} yet", file=sys.stderr)
         return 1
-    journal = Journal(config.journal)
+    try:
+        journal = open_journal(config.journal)
+    except JournalError as exc:
+        print(f"keeper history: {exc}", file=sys.stderr)
+        return 1
     try:
         intents = journal.history(
             position_key=args.position, since_ms=since, until_ms=until, limit=args.limit
@@ -1438,6 +1449,92 @@ def _keystore_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- stress ------------------------------------------------------------------------------------
+
+STRESS_EPILOG = """\
+Paths (--path, repeatable; MARKET= names one market by its index token, else every market):
+  crash:-30%:1h     a linear fall to -30% over an hour
+  spike:+25%:15m    a linear rise to +25% over 15 minutes
+  drift:-2%/h:24h   -2% an hour, compounded, for a day
+A market's scenarios run one after the other. --path-csv FILE: a header `timestamp,ETH,...`,
+then unix seconds (or ISO times) and prices, interpolated at each block. --noise 0.3% adds a
+seeded random walk of at most that much a block (--seed N).
+
+The positions are read once through the config's venue (or from --snapshot FILE, the output
+of `keeper positions --config FILE --json`) and the path is replayed block by block, without
+the keeper and with it, in simulation only: nothing is signed or sent. Modelled: the venue's
+liquidation rule; funding and borrowing at the rates of the read on the venue's basis, every
+block; the config's thresholds, cooldowns, hysteresis and projection through the same policy
+as `keeper run`; the budget (per top-up, per rolling day, reserve) and the wallet (top-ups paid
+from it, payouts back, gas from its native balance); the close fee and price impact of cuts
+at the venue's quoted rates; gas per action kind as measured on the venue, at the read's base
+fee plus the configured priority fee (GMX: plus its execution fee). Approximated: rates stay
+those of the read (on chain they follow the skew), a cut's profit is taken as paid out, no
+other traders, every transaction succeeds. --inclusion next (default on live chains): a block
+every --block-time seconds (default: measured over the chain's last 1000 blocks), the keeper's
+transactions land in the next block; serial (default on devnets): one transaction per block,
+mined on demand, as Anvil does.
+
+Output: per position and cross account, liquidated or not without the keeper and with it, the
+worst margin ratio, the keeper's actions (block, reason), collateral and gas spent; for what the
+budget or wallet cannot save, the top-ups that would (caps lifted) or the collateral it needs
+from the start. --sweep KEY=A..B:STEP (thresholds.FIELD or budget.FIELD, e.g.
+thresholds.top_up_below=0.03..0.08:0.01) replays the path per value. --json prints one object;
+--chart FILE.png draws prices and margin ratios with and without the keeper.
+Exit status: 0, 1 when the chain cannot be read, 2 on bad arguments, config or snapshot file.
+"""
+
+
+def _stress_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "stress",
+        help="what a price move would do to the watched positions, with and without the keeper",
+        description="Replay a price path over the watched positions in simulation: which "
+        "survive, what the keeper would do and spend, and what it cannot save.",
+        epilog=STRESS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", required=True)
+    p.add_argument("--snapshot", metavar="FILE", help="`keeper positions --json` output")
+    p.add_argument("--path", metavar="SPEC", action="append", default=[], help="repeatable")
+    p.add_argument("--path-csv", metavar="FILE", help="timestamp and price per market")
+    p.add_argument("--noise", metavar="PCT", help="seeded random walk, at most PCT a block")
+    p.add_argument("--seed", metavar="N", type=int, help="the noise's seed (default 0)")
+    p.add_argument("--block-time", metavar="S", help="seconds between blocks")
+    p.add_argument("--inclusion", choices=["next", "serial"], help="when transactions land")
+    p.add_argument("--gas-price-gwei", metavar="G", help="price gas at G gwei")
+    p.add_argument(
+        "--wallet-balance", metavar="AMOUNT", help="the wallet's budget token, whole tokens"
+    )
+    p.add_argument("--sweep", metavar="KEY=A..B:STEP", help="replay per value of one setting")
+    p.add_argument("--chart", metavar="FILE", help="write a PNG chart")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(parser=p)
+
+
+def _stress_command(args: argparse.Namespace) -> int:
+    from keeper.stress import StressOptions, run_stress  # noqa: PLC0415 (as above)
+
+    return run_stress(
+        StressOptions(
+            config=Path(args.config),
+            snapshot=Path(args.snapshot) if args.snapshot else None,
+            paths=tuple(args.path),
+            path_csv=Path(args.path_csv) if args.path_csv else None,
+            noise=args.noise,
+            seed=args.seed,
+            block_time=args.block_time,
+            inclusion=args.inclusion,
+            gas_price_gwei=args.gas_price_gwei,
+            wallet_balance=args.wallet_balance,
+            sweep=args.sweep,
+            as_json=args.json,
+            chart=Path(args.chart) if args.chart else None,
+        )
+    )
+
+
+_OPERATOR_COMMANDS["stress"] = _stress_command
 _OPERATOR_COMMANDS["demo"] = _demo_command
 _OPERATOR_COMMANDS["devnet"] = _devnet_command
 _OPERATOR_COMMANDS["keystore"] = _keystore_command

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
 
 from keeper.chain.jsonrpc import endpoint_label
+from keeper.journal import JournalTarget, PostgresTarget, is_postgres_url
 from keeper.margin import Metric
 from keeper.policy import Budget, MarketThresholds, ThresholdError, Thresholds
 from keeper.units import TokenAmount
@@ -206,11 +207,25 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderConfig:
+    """[leader]: replicas with the same chain and signer share one journal, and the one that
+    holds the lease acts. The leader renews it every block (and every third of its length
+    while no block comes); it expires `lease_seconds` after the last renewal, or once the
+    chain is `lease_blocks` past the block of the last renewal, whichever comes first. On by
+    default with a Postgres journal, off with SQLite unless `enabled = true`."""
+
+    lease_ms: int = 3000
+    lease_blocks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     mode: str  # "active" or "observer"
     dry_run: bool
-    journal: Path
+    journal: JournalTarget
+    """keeper.journal: a SQLite file (relative to the config file), or a postgresql:// URL
+    (keeper.journal_password_env / journal_password_file say where its password is)."""
     halt_file: Path | None
     chain: ChainConfig
     venue: VenueConfig
@@ -229,6 +244,8 @@ class Config:
     delegation_check_blocks: int = 100
     """accounts.delegation_check_blocks: in delegated mode, the grants are checked again every
     this many blocks, and alerted on when lost or soon unusable."""
+    leader: LeaderConfig | None = None
+    """[leader]: the lease that lets one of several replicas act (None: no lease)."""
 
     @property
     def sends(self) -> bool:
@@ -836,6 +853,7 @@ def _secret_env(
 
 TOP_LEVEL: Final = (
     "keeper",
+    "leader",
     "chain",
     "venue",
     "accounts",
@@ -845,6 +863,47 @@ TOP_LEVEL: Final = (
     "metrics",
     "alerts",
 )
+
+
+def _journal(r: _Reader, k: Mapping[str, Any], base: Path) -> JournalTarget | None:
+    text = r.get(k, "journal", "keeper", str, "keeper-journal.sqlite")
+    env_name = r.get(k, "journal_password_env", "keeper", str, None)
+    file_name = r.get(k, "journal_password_file", "keeper", str, None)
+    if text is None:
+        return None
+    if not is_postgres_url(text):
+        if env_name is not None or file_name is not None:
+            key = "journal_password_env" if env_name is not None else "journal_password_file"
+            r.fail(f"keeper.{key}", "only for a Postgres journal (a postgresql:// URL)")
+        return base / str(text)
+    if env_name is not None and file_name is not None:
+        r.fail("keeper.journal_password_env", "give journal_password_env or _file, not both")
+        return None
+    try:
+        return PostgresTarget(
+            text,
+            password_env=env_name,
+            password_file=(base / file_name) if file_name is not None else None,
+        )
+    except ValueError as exc:
+        r.fail("keeper.journal", str(exc))  # the URL itself is never repeated: it may hold a secret
+        return None
+
+
+def _leader(
+    r: _Reader, data: Mapping[str, Any], journal: JournalTarget | None
+) -> LeaderConfig | None:
+    t = r.table(data, "leader", "")
+    r.unknown(t, "leader", ("enabled", "lease_seconds", "lease_blocks"))
+    enabled = r.get(t, "enabled", "leader", bool, isinstance(journal, PostgresTarget))
+    seconds = r.decimal(t, "lease_seconds", "leader", Decimal(3))
+    if seconds is not None and not Decimal("0.2") <= seconds <= Decimal(600):
+        r.fail("leader.lease_seconds", f"expected seconds between 0.2 and 600, got {seconds}")
+        seconds = None
+    blocks = r.positive(r.get(t, "lease_blocks", "leader", int, None), "leader.lease_blocks")
+    if not enabled or seconds is None:
+        return None
+    return LeaderConfig(lease_ms=int(seconds * 1000), lease_blocks=blocks)
 
 
 def parse(
@@ -861,10 +920,23 @@ def parse(
     base = base_dir or Path.cwd()
     r.unknown(data, "", TOP_LEVEL)
     k = r.table(data, "keeper", "")
-    r.unknown(k, "keeper", ("mode", "dry_run", "journal", "halt_file", "alert_dedup_window_s"))
+    r.unknown(
+        k,
+        "keeper",
+        (
+            "mode",
+            "dry_run",
+            "journal",
+            "journal_password_env",
+            "journal_password_file",
+            "halt_file",
+            "alert_dedup_window_s",
+        ),
+    )
     mode = r.choice(k, "mode", "keeper", ("active", "observer"), "active")
     dry_run = r.get(k, "dry_run", "keeper", bool, False)
-    journal = r.get(k, "journal", "keeper", str, "keeper-journal.sqlite")
+    journal = _journal(r, k, base)
+    leader = _leader(r, data, journal)
     halt = r.get(k, "halt_file", "keeper", str, None)
     dedup = r.positive(
         r.get(k, "alert_dedup_window_s", "keeper", int, 600),
@@ -904,7 +976,8 @@ def parse(
         source=source,
         mode=mode,
         dry_run=bool(dry_run),
-        journal=base / journal,
+        journal=journal,
+        leader=leader,
         halt_file=(base / halt) if halt else None,
         chain=chain,
         venue=venue,
@@ -953,6 +1026,9 @@ def describe(config: Config) -> Iterator[str]:
     )
     yield f"signer: {c.signer.source}"
     yield f"journal: {c.journal}"
+    if c.leader is not None:
+        blocks = f" or {c.leader.lease_blocks} blocks" if c.leader.lease_blocks else ""
+        yield f"leader lease: {Decimal(c.leader.lease_ms) / 1000}s{blocks}"
     yield f"alerts: {', '.join(s.label for s in c.alerts) or 'none'}"
     if c.metrics:
         yield f"metrics: {c.metrics.host}:{c.metrics.port}"

@@ -23,14 +23,16 @@ reorganised away puts its intent back to sent.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 
 class IntentStatus(StrEnum):
@@ -134,9 +136,19 @@ class JournalConflictError(JournalError):
     """Another writer changed the intent first (e.g. another process resolving it)."""
 
 
+class JournalFencedError(JournalError):
+    """A write refused because this replica no longer holds the leader lease (a newer epoch
+    exists, or it never held it): another replica is acting, this one must stand by."""
+
+
+class JournalUnavailableError(JournalError):
+    """The journal's database could not be reached (or the connection broke mid-transaction:
+    that write may or may not have committed). The next call connects again."""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
-    id INTEGER PRIMARY KEY,
+    id {pk},
     venue TEXT NOT NULL,
     position_key TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -156,8 +168,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS intents_one_open ON intents (venue, position_k
     WHERE status IN ('decided', 'signed', 'sent', 'mined', 'awaiting_execution');
 CREATE INDEX IF NOT EXISTS intents_by_time ON intents (created_at_ms);
 CREATE TABLE IF NOT EXISTS transactions (
-    id INTEGER PRIMARY KEY,
-    intent_id INTEGER NOT NULL REFERENCES intents (id),
+    id {pk},
+    intent_id BIGINT NOT NULL REFERENCES intents (id),
     kind TEXT NOT NULL,
     chain_id BIGINT NOT NULL,
     sender TEXT NOT NULL,
@@ -191,9 +203,9 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (chain_id, sender)
 );
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    intent_id INTEGER NOT NULL REFERENCES intents (id),
-    tx_id INTEGER REFERENCES transactions (id),
+    id {pk},
+    intent_id BIGINT NOT NULL REFERENCES intents (id),
+    tx_id BIGINT REFERENCES transactions (id),
     from_status TEXT,
     to_status TEXT NOT NULL,
     at_ms BIGINT NOT NULL,
@@ -202,6 +214,39 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_intent ON events (intent_id);
 """
+
+LEASES = """
+ALTER TABLE intents ADD COLUMN epoch BIGINT;
+ALTER TABLE transactions ADD COLUMN epoch BIGINT;
+CREATE TABLE leases (
+    scope TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    acquired_at_ms BIGINT NOT NULL,
+    renewed_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    renewed_block BIGINT,
+    expires_block BIGINT
+);
+CREATE TABLE replicas (
+    scope TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    role TEXT NOT NULL,
+    epoch BIGINT,
+    head_block BIGINT,
+    started_at_ms BIGINT NOT NULL,
+    seen_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, owner)
+);
+"""
+
+# (version, SQL): applied in order, each in its own write transaction, once. `{pk}` is the
+# backend's spelling of an integer primary key that numbers itself.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA), (2, LEASES))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+TABLES = ("intents", "transactions", "nonces", "events", "leases", "replicas")
 
 
 def _now_ms() -> int:
@@ -293,7 +338,7 @@ class UnsignedTx:
     l1_fee: int = 0
 
 
-def _intent(row: sqlite3.Row) -> Intent:
+def _intent(row: Any) -> Intent:
     return Intent(
         id=row["id"],
         venue=row["venue"],
@@ -312,7 +357,7 @@ def _intent(row: sqlite3.Row) -> Intent:
     )
 
 
-def _tx(row: sqlite3.Row) -> TxRecord:
+def _tx(row: Any) -> TxRecord:
     egp = row["effective_gas_price"]
     return TxRecord(
         id=row["id"],
@@ -341,6 +386,20 @@ def _tx(row: sqlite3.Row) -> TxRecord:
     )
 
 
+def _lease(row: Any, now_ms: int) -> Lease:
+    return Lease(
+        scope=row["scope"],
+        owner=row["owner"],
+        epoch=int(row["epoch"]),
+        acquired_at_ms=int(row["acquired_at_ms"]),
+        renewed_at_ms=int(row["renewed_at_ms"]),
+        expires_at_ms=int(row["expires_at_ms"]),
+        renewed_block=None if row["renewed_block"] is None else int(row["renewed_block"]),
+        expires_block=None if row["expires_block"] is None else int(row["expires_block"]),
+        now_ms=now_ms,
+    )
+
+
 def _json_safe(value: Any, where: str) -> Any:
     """Payload values: ints, strings, bools, None, lists and dicts of them. No floats."""
     if isinstance(value, float):
@@ -354,51 +413,314 @@ def _json_safe(value: Any, where: str) -> Any:
     raise TypeError(f"payload {where} has type {type(value).__name__}; use int or str")
 
 
+@dataclass(frozen=True, slots=True)
+class PostgresTarget:
+    """A Postgres journal: `url` (postgresql://user@host:port/db?options, no password in it)
+    and where its password comes from, an environment variable or a file (or neither: libpq's
+    own PGPASSWORD / ~/.pgpass). The password is read when the journal opens, never stored
+    here, never logged."""
+
+    url: str
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_postgres_url(self.url)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def password(self) -> str | None:
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise JournalError(
+                    f"keeper.journal_password_env: {self.password_env} is not set or empty"
+                )
+            return value
+        if self.password_file is not None:
+            try:
+                value = self.password_file.read_text().strip()
+            except OSError as exc:
+                raise JournalError(
+                    f"keeper.journal_password_file: cannot read {self.password_file}:"
+                    f" {exc.strerror}"
+                ) from None
+            if not value:
+                raise JournalError(f"keeper.journal_password_file: {self.password_file} is empty")
+            return value
+        return None
+
+
+JournalTarget = Path | PostgresTarget
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(text: str) -> bool:
+    return text.startswith(POSTGRES_SCHEMES)
+
+
+def check_postgres_url(url: str) -> None:
+    """ValueError unless `url` is a postgresql:// URL with a host and without a password."""
+    parts = urlsplit(url)
+    if not is_postgres_url(url):
+        raise ValueError("a Postgres journal is a postgresql://user@host:port/database URL")
+    if parts.password is not None:
+        raise ValueError(
+            "the journal URL holds a password: put it in keeper.journal_password_env or"
+            " keeper.journal_password_file instead"
+        )
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("the journal URL names no host")
+
+
+@dataclass(slots=True)
+class Fence:
+    """Which lease this process writes under: every journal write (an intent, a nonce, a
+    signed or sent transaction, any status) checks, inside its own database transaction,
+    that the lease `scope` is still `owner`'s at `epoch`, and is refused otherwise
+    (JournalFencedError). `epoch` None: not the leader, every write is refused."""
+
+    scope: str
+    owner: str
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The leader lease of one scope (a chain and a signer), as the journal holds it."""
+
+    scope: str
+    owner: str
+    epoch: int
+    acquired_at_ms: int
+    renewed_at_ms: int
+    expires_at_ms: int
+    renewed_block: int | None
+    expires_block: int | None
+    now_ms: int  # the journal's clock when this was read (the database's, for Postgres)
+
+    def expired(self, head_block: int | None = None) -> bool:
+        if self.now_ms >= self.expires_at_ms:
+            return True
+        return (
+            head_block is not None
+            and self.expires_block is not None
+            and head_block >= self.expires_block
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One keeper process that took part in a lease: its last heartbeat."""
+
+    scope: str
+    owner: str
+    host: str
+    pid: int
+    role: str
+    epoch: int | None
+    head_block: int | None
+    started_at_ms: int
+    seen_at_ms: int
+
+
+class _Rows(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Backend(Protocol):
+    """What the journal needs from a database: SQL with `?` placeholders, rows that read like
+    mappings, serialised write transactions, versioned migrations."""
+
+    name: str
+    primary_key: str  # the spelling of an auto-numbered integer primary key
+    integrity_errors: tuple[type[Exception], ...]
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Rows: ...
+
+    def write(self) -> AbstractContextManager[None]: ...
+
+    def now_ms(self) -> int | None: ...
+
+    def ids_follow(self, table: str) -> None:
+        """After rows were inserted with explicit ids: new ids continue above them."""
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """WAL, a busy timeout, synchronous=FULL, BEGIN IMMEDIATE for every write."""
+
+    name = "sqlite"
+    primary_key = "INTEGER PRIMARY KEY"
+    integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
+        return self.db.execute(sql, args)
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def now_ms(self) -> int | None:
+        return None
+
+    def ids_follow(self, table: str) -> None:
+        return None  # an INTEGER PRIMARY KEY continues above the largest id by itself
+
+    def describe(self) -> str:
+        return self.path
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_journal(target: JournalTarget, **kw: Any) -> Journal:
+    """The journal a config names: a SQLite file (its folder made if missing) or a Postgres
+    database (its password read from the target's source). JournalError when it cannot be
+    opened: a missing password, a database that cannot be reached, a newer schema."""
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return Journal(target, **kw)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {target}: {exc}") from None
+    return Journal(target, **kw)
+
+
 class Journal:
-    """One SQLite journal file. Safe to share between processes (and asyncio tasks)."""
+    """The journal: one SQLite file (a Path) or a Postgres database (a PostgresTarget, or a
+    postgresql:// URL, with `password` or the target's password source). Safe to share
+    between processes (and asyncio tasks); the schema is migrated to the current version
+    when it opens. `fence` set: every write is checked against the leader lease."""
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path | PostgresTarget,
         *,
         busy_timeout_ms: int = 10_000,
         clock_ms: Callable[[], int] = _now_ms,
+        fence: Fence | None = None,
+        password: str | None = None,
     ) -> None:
-        self.path = str(path)
         self._clock_ms = clock_ms
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_ms / 1000)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                with self._write() as db:
-                    db.execute(statement)
+        self.fence = fence
+        if isinstance(target, str) and is_postgres_url(target):
+            target = PostgresTarget(target)
+        self._backend: Backend
+        if isinstance(target, PostgresTarget):
+            from keeper.journal_pg import PostgresBackend  # noqa: PLC0415 (psycopg if used)
+
+            self._backend = PostgresBackend(
+                target.url, password if password is not None else target.password()
+            )
+            self.path = target.url
+        else:
+            self._backend = SqliteBackend(target, busy_timeout_ms=busy_timeout_ms)
+            self.path = str(target)
+        try:
+            self._migrate()
+        except BaseException:
+            self._backend.close()
+            raise
 
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
 
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return self._backend.name
+
     def close(self) -> None:
-        self._db.close()
+        self._backend.close()
 
     # -- plumbing --
 
+    @property
+    def _db(self) -> Backend:
+        return self._backend
+
+    def _migrate(self) -> None:
+        """Each missing schema version, in order, each in one write transaction (which, on
+        Postgres, holds the journal's advisory lock: replicas starting together migrate once)."""
+        b = self._backend
+        with b.write():
+            b.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        for version, sql in MIGRATIONS:
+            with b.write():
+                row = b.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+                current = 0 if row is None or row["v"] is None else int(row["v"])
+                if current > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"journal {b.describe()} has schema version {current}, newer than this"
+                        f" keeper's {SCHEMA_VERSION}: upgrade the keeper"
+                    )
+                if current >= version:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        b.execute(statement.replace("{pk}", b.primary_key))
+                b.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def schema_version(self) -> int:
+        row = self._backend.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+        return int(row["v"])
+
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: BEGIN IMMEDIATE takes the write lock up front."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _write(self, *, fenced: bool = True) -> Iterator[Backend]:
+        """A write transaction (serialised with every other writer), fenced by the lease."""
+        with self._backend.write():
+            if fenced:
+                self._check_fence()
+            yield self._backend
+
+    def _check_fence(self) -> None:
+        f = self.fence
+        if f is None:
+            return
+        if f.epoch is None:
+            raise JournalFencedError(f"not the leader of {f.scope}: nothing is written")
+        row = self._backend.execute(
+            "SELECT owner, epoch FROM leases WHERE scope = ?", (f.scope,)
+        ).fetchone()
+        if row is None or row["owner"] != f.owner or int(row["epoch"]) != f.epoch:
+            holder = "nobody" if row is None else f"{row['owner']} at epoch {row['epoch']}"
+            raise JournalFencedError(
+                f"lease {f.scope} is held by {holder}, not by {f.owner} at epoch {f.epoch}"
+            )
+
+    def _epoch(self) -> int | None:
+        return None if self.fence is None else self.fence.epoch
 
     def _event(
         self,
-        db: sqlite3.Connection,
+        db: Backend,
         intent_id: int,
         from_status: str | None,
         to_status: str,
@@ -414,7 +736,7 @@ class Journal:
             (intent_id, tx_id, from_status, to_status, now, block, detail),
         )
 
-    def _intent_row(self, db: sqlite3.Connection, intent_id: int) -> Intent:
+    def _intent_row(self, db: Backend, intent_id: int) -> Intent:
         row = db.execute("SELECT * FROM intents WHERE id = ?", (intent_id,)).fetchone()
         if row is None:
             raise JournalError(f"no intent with id {intent_id}")
@@ -422,7 +744,7 @@ class Journal:
 
     def _set_intent(
         self,
-        db: sqlite3.Connection,
+        db: Backend,
         intent: Intent,
         status: IntentStatus,
         *,
@@ -486,8 +808,8 @@ class Journal:
                 ).fetchone()
                 cur = db.execute(
                     "INSERT INTO intents (venue, position_key, seq, kind, payload, spend_token,"
-                    " spend_amount, status, reason, created_block, created_at_ms, updated_at_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " spend_amount, status, reason, created_block, created_at_ms, updated_at_ms,"
+                    " epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         venue,
                         position_key,
@@ -501,21 +823,21 @@ class Journal:
                         block,
                         now,
                         now,
+                        self._epoch(),
                     ),
                 )
-                intent_id = cur.lastrowid
-                assert intent_id is not None
+                intent_id = int(cur.fetchall()[0]["id"])
                 self._event(db, intent_id, None, IntentStatus.DECIDED, block=block,
                             detail=reason, now=now)  # fmt: skip
                 return self._intent_row(db, intent_id), True
-        except sqlite3.IntegrityError:
+        except self._backend.integrity_errors:
             # Another writer won the race for this position: its intent is the open one.
             found = self.open_intent_for(venue, position_key)
             if found is None:
                 raise
             return found, False
 
-    def _open_for(self, db: sqlite3.Connection, venue: str, position_key: str) -> Intent | None:
+    def _open_for(self, db: Backend, venue: str, position_key: str) -> Intent | None:
         marks = ",".join("?" * len(OPEN_STATUSES))
         row = db.execute(
             f"SELECT * FROM intents WHERE venue = ? AND position_key = ? AND status IN ({marks})",
@@ -715,8 +1037,8 @@ class Journal:
             cur = db.execute(
                 "INSERT INTO transactions (intent_id, kind, chain_id, sender, nonce, to_address,"
                 " value_wei, data, raw, tx_hash, max_fee, priority_fee, gas_limit, l1_fee,"
-                " status, sent_block, created_at_ms, updated_at_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, sent_block, created_at_ms, updated_at_ms, epoch)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     intent_id,
                     kind.value,
@@ -736,10 +1058,10 @@ class Journal:
                     block,
                     now,
                     now,
+                    self._epoch(),
                 ),
             )
-            new_id = cur.lastrowid
-            assert new_id is not None
+            new_id = int(cur.fetchall()[0]["id"])
             # The high-water mark (plain SQL: Postgres spells SQLite's two-argument MAX
             # as GREATEST, so the comparison happens here; the write lock is held).
             mark = db.execute(
@@ -770,7 +1092,7 @@ class Journal:
             )
             return _tx(db.execute("SELECT * FROM transactions WHERE id = ?", (new_id,)).fetchone())
 
-    def _free_nonce(self, db: sqlite3.Connection, chain_id: int, sender: str, hint: int) -> int:
+    def _free_nonce(self, db: Backend, chain_id: int, sender: str, hint: int) -> int:
         marks = ",".join("?" * len(NONCE_FREE_STATUSES))
         held = {
             r["nonce"]
@@ -865,9 +1187,184 @@ class Journal:
                     )
             return _tx(db.execute("SELECT * FROM transactions WHERE id = ?", (tx_id,)).fetchone())
 
+    # -- the leader lease --
+
+    def now_ms(self) -> int:
+        """The clock leases are judged by: the database server's for Postgres (replicas on
+        several hosts agree on it), this process's for SQLite (one host)."""
+        now = self._backend.now_ms()
+        return self._clock_ms() if now is None else now
+
+    def lease(self, scope: str) -> Lease | None:
+        now = self.now_ms()
+        row = self._backend.execute("SELECT * FROM leases WHERE scope = ?", (scope,)).fetchone()
+        return None if row is None else _lease(row, now)
+
+    def leases(self) -> list[Lease]:
+        now = self.now_ms()
+        return [
+            _lease(r, now) for r in self._backend.execute("SELECT * FROM leases ORDER BY scope")
+        ]
+
+    def lease_step(
+        self,
+        scope: str,
+        owner: str,
+        *,
+        lease_ms: int,
+        lease_blocks: int | None,
+        head_block: int | None,
+        host: str,
+        pid: int,
+        started_at_ms: int,
+    ) -> Lease:
+        """One replica's turn, in one write transaction: renew the lease if `owner` holds it,
+        take it (epoch + 1) if it is free or expired (by time, or by the chain passing its
+        `expires_block`), else leave it; and record the replica's heartbeat. Returns the
+        lease as it stands after (its owner says who leads)."""
+        with self._write(fenced=False) as db:
+            now = self.now_ms()
+            row = db.execute("SELECT * FROM leases WHERE scope = ?", (scope,)).fetchone()
+            current = None if row is None else _lease(row, now)
+            expires_block = (
+                None if lease_blocks is None or head_block is None else head_block + lease_blocks
+            )
+            if current is None:
+                db.execute(
+                    "INSERT INTO leases (scope, owner, epoch, acquired_at_ms, renewed_at_ms,"
+                    " expires_at_ms, renewed_block, expires_block) VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
+                    (scope, owner, now, now, now + lease_ms, head_block, expires_block),
+                )
+            elif current.owner == owner:
+                db.execute(
+                    "UPDATE leases SET renewed_at_ms = ?, expires_at_ms = ?, renewed_block = ?,"
+                    " expires_block = ? WHERE scope = ? AND owner = ? AND epoch = ?",
+                    (now, now + lease_ms, head_block, expires_block, scope, owner, current.epoch),
+                )
+            elif current.expired(head_block):
+                db.execute(
+                    "UPDATE leases SET owner = ?, epoch = ?, acquired_at_ms = ?,"
+                    " renewed_at_ms = ?, expires_at_ms = ?, renewed_block = ?, expires_block = ?"
+                    " WHERE scope = ? AND epoch = ?",
+                    (
+                        owner, current.epoch + 1, now, now, now + lease_ms, head_block,
+                        expires_block, scope, current.epoch,
+                    ),
+                )  # fmt: skip
+            after = _lease(
+                db.execute("SELECT * FROM leases WHERE scope = ?", (scope,)).fetchone(), now
+            )
+            leading = after.owner == owner
+            db.execute(
+                "INSERT INTO replicas (scope, owner, host, pid, role, epoch, head_block,"
+                " started_at_ms, seen_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, owner) DO UPDATE SET role = excluded.role,"
+                " epoch = excluded.epoch, head_block = excluded.head_block,"
+                " seen_at_ms = excluded.seen_at_ms",
+                (
+                    scope, owner, host, pid, "leader" if leading else "standby",
+                    after.epoch if leading else None, head_block, started_at_ms, now,
+                ),
+            )  # fmt: skip
+            return after
+
+    def renew_lease(
+        self,
+        scope: str,
+        owner: str,
+        epoch: int,
+        *,
+        lease_ms: int,
+        lease_blocks: int | None,
+        head_block: int | None,
+    ) -> Lease | None:
+        """Extend the lease if `owner` still holds it at `epoch` (None if not): the check
+        right before a signature or a send."""
+        with self._write(fenced=False) as db:
+            now = self.now_ms()
+            expires_block = (
+                None if lease_blocks is None or head_block is None else head_block + lease_blocks
+            )
+            cur = db.execute(
+                "UPDATE leases SET renewed_at_ms = ?, expires_at_ms = ?,"
+                " renewed_block = COALESCE(?, renewed_block),"
+                " expires_block = COALESCE(?, expires_block)"
+                " WHERE scope = ? AND owner = ? AND epoch = ?",
+                (now, now + lease_ms, head_block, expires_block, scope, owner, epoch),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = db.execute("SELECT * FROM leases WHERE scope = ?", (scope,)).fetchone()
+            return _lease(row, now)
+
+    def release_lease(self, scope: str, owner: str, epoch: int | None) -> None:
+        """On a clean stop: the lease (if still ours) expires now, so a standby takes over at
+        its next block instead of waiting out the lease; the replica shows as stopped."""
+        with self._write(fenced=False) as db:
+            now = self.now_ms()
+            if epoch is not None:
+                db.execute(
+                    "UPDATE leases SET expires_at_ms = ?, expires_block = NULL"
+                    " WHERE scope = ? AND owner = ? AND epoch = ?",
+                    (now, scope, owner, epoch),
+                )
+            db.execute(
+                "UPDATE replicas SET role = 'stopped', epoch = NULL, seen_at_ms = ?"
+                " WHERE scope = ? AND owner = ?",
+                (now, scope, owner),
+            )
+
+    def replicas(self, scope: str | None = None) -> list[Replica]:
+        """Every replica that took part in a lease (of `scope`), most recently seen first."""
+        sql = "SELECT * FROM replicas"
+        args: tuple[Any, ...] = ()
+        if scope is not None:
+            sql += " WHERE scope = ?"
+            args = (scope,)
+        return [
+            Replica(
+                scope=r["scope"],
+                owner=r["owner"],
+                host=r["host"],
+                pid=int(r["pid"]),
+                role=r["role"],
+                epoch=None if r["epoch"] is None else int(r["epoch"]),
+                head_block=None if r["head_block"] is None else int(r["head_block"]),
+                started_at_ms=int(r["started_at_ms"]),
+                seen_at_ms=int(r["seen_at_ms"]),
+            )
+            for r in self._backend.execute(sql + " ORDER BY seen_at_ms DESC", args)
+        ]
+
+    def copy_from(self, source: Journal) -> dict[str, int]:
+        """Copy every intent, transaction, nonce and event of `source` into this journal, ids
+        kept, in one write transaction; returns the rows copied per table. This journal must
+        hold no intents yet (JournalError otherwise). Leases and replicas are not copied: they
+        belong to running processes. Stop every keeper on `source` first."""
+        copied: dict[str, int] = {}
+        with self._write(fenced=False) as db:
+            row = db.execute("SELECT COUNT(*) AS n FROM intents").fetchone()
+            if int(row["n"]):
+                raise JournalError(
+                    f"journal {self.path} already holds {row['n']} intent(s): copy into an"
+                    " empty one"
+                )
+            for table in ("intents", "transactions", "nonces", "events"):
+                rows = [dict(r) for r in source._backend.execute(f"SELECT * FROM {table}")]
+                for r in rows:
+                    columns = ", ".join(r)
+                    marks = ", ".join("?" * len(r))
+                    db.execute(
+                        f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(r.values())
+                    )
+                copied[table] = len(rows)
+            for table in ("intents", "transactions", "events"):
+                self._backend.ids_follow(table)
+        return copied
+
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, as plain dicts (for audits and tests)."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for table in ("intents", "transactions", "nonces", "events"):
+        for table in TABLES:
             out[table] = [dict(r) for r in self._db.execute(f"SELECT * FROM {table}")]
         return out

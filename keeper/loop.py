@@ -35,7 +35,16 @@ from keeper.alerts import AlertCode
 from keeper.chain.blocks import BlockStream, NewHead
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.rpc import ChainReads
-from keeper.journal import Intent, IntentStatus, Journal, JournalError, TxStatus
+from keeper.journal import (
+    Intent,
+    IntentStatus,
+    Journal,
+    JournalError,
+    JournalFencedError,
+    JournalUnavailableError,
+    TxStatus,
+)
+from keeper.lease import Change, Leadership
 from keeper.model import (
     Action,
     Alert,
@@ -140,6 +149,8 @@ class TickReport:
     held: str | None  # why nothing was sent this tick (halt, dry run, sequencer), if so
     read_issues: tuple[str, ...] = ()
     wallet_balance: TokenAmount | None = None
+    role: str | None = None  # with a leader lease: "leader" or "standby"
+    epoch: int | None = None  # the lease's epoch while this replica leads
 
 
 def fingerprint(snapshot: Snapshot, venue: str, scope: Scope, key: str) -> str | None:
@@ -318,6 +329,8 @@ class Executor:
                 failure=f"{failure.value}: {detail}",
                 detail=detail,
             )
+        except (JournalFencedError, JournalUnavailableError):
+            raise
         except JournalError:  # closed meanwhile by another writer
             now = self.journal.intent(intent.id).status
             return Sent(intent.id, action.key, action.kind, now.value, detail)
@@ -480,6 +493,7 @@ class Keeper:
     txs: TxManager | None = None  # None: observer mode (no key, nothing sent)
     events: Events = field(default_factory=NoEvents)
     rebuild: Rebuild | None = None  # calldata for replacements (GMX: the execution fee)
+    leader: Leadership | None = None  # replicas: act only while holding the lease
     clock_ms: Callable[[], int] = field(default=lambda: time.time_ns() // 1_000_000)
     halted_by_signal: bool = False
     ticks: int = 0
@@ -545,29 +559,48 @@ class Keeper:
 
     async def _run(self) -> int:
         errors = 0
-        if self.txs is not None:
-            reconciled = await self.txs.reconcile(timeout=0)
-            if reconciled:
-                log.info("reconciled %d open intent(s) from the journal", len(reconciled))
+        if self.leader is None:
+            await self._reconcile()
+        elif self.txs is not None:
+            self.txs.guard = self.leader.check
+        idle = None if self.leader is None else self.leader.settings.idle_renew_s
+        last_block: int | None = None
+        next_head: asyncio.Future[NewHead] | None = None
         while not self.stopping:
-            next_head = asyncio.ensure_future(self.stream.next())
-            stopper = asyncio.ensure_future(self._stop.wait())
-            done, _ = await asyncio.wait({next_head, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if next_head not in done:
+            if next_head is None:
+                next_head = asyncio.ensure_future(self.stream.next())
+            stopper: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+            waiting: set[asyncio.Future[Any]] = {next_head, stopper}
+            done, _ = await asyncio.wait(waiting, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if self.stopping:
                 next_head.cancel()
                 with contextlib.suppress(asyncio.CancelledError, RpcError):
                     await next_head
                 break
-            stopper.cancel()
+            if next_head not in done:
+                await self._lease_turn(last_block)  # no block for a while: renew, or try
+                continue
+            arrived, next_head = next_head, None
             head: NewHead | None = None
             try:
-                head = next_head.result()
+                head = arrived.result()
+                last_block = head.number
+                await self._lease_turn(head.number)
                 await self.tick(head)
                 errors = 0
-            except (RpcError, VenueError) as exc:
+            except JournalFencedError as exc:
+                log.warning("standing by: %s", exc)
+                self._leadership_changed(self.leader.lost() if self.leader else None, str(exc))
+            except (RpcError, VenueError, JournalUnavailableError) as exc:
                 errors += 1
                 log.warning("tick failed (%d in a row): %s", errors, exc)
-                self.events.alert("rpc_stalled", Severity.WARNING, f"tick failed: {exc}")
+                code = (
+                    AlertCode.JOURNAL_UNAVAILABLE
+                    if isinstance(exc, JournalError)
+                    else AlertCode.RPC_STALLED
+                )
+                self.events.alert(code, Severity.WARNING, f"tick failed: {exc}")
                 limit = self.settings.max_consecutive_errors
                 if limit and errors >= limit:
                     log.error("giving up after %d failed ticks", errors)
@@ -583,17 +616,64 @@ class Keeper:
                 and self.ticks >= self.settings.stop_after_ticks
             ):
                 break
+        if next_head is not None and not next_head.done():
+            next_head.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RpcError):
+                await next_head
         await self._finish()
         return EXIT_OK
 
-    async def _finish(self) -> None:
-        """Bookkeeping of what is in flight: one last step for each open intent."""
+    async def _reconcile(self) -> None:
+        """Open intents from the journal and the chain, settled before acting: at start, and
+        when this replica takes the lease over from another."""
         if self.txs is None:
             return
-        for intent in self.journal.open_intents(self.venue.name):
-            if intent.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
-                with contextlib.suppress(RpcError):
-                    await self.txs.resolve(intent.id, timeout=0)
+        reconciled = await self.txs.reconcile(timeout=0)
+        if reconciled:
+            log.info("reconciled %d open intent(s) from the journal", len(reconciled))
+
+    async def _lease_turn(self, block: int | None) -> None:
+        if self.leader is None:
+            return
+        change = self.leader.step(block)
+        self._leadership_changed(change, self.leader.last_error)
+        if change is Change.ACQUIRED:
+            self._follower = None
+            await self._reconcile()
+
+    def _leadership_changed(self, change: Change | None, why: str | None) -> None:
+        leader = self.leader
+        if change is None or leader is None:
+            return
+        if change is Change.ACQUIRED:
+            log.warning("leader of %s at epoch %s", leader.scope, leader.epoch)
+            self.events.alert(
+                AlertCode.LEADER_ACQUIRED,
+                Severity.INFO,
+                f"{leader.owner} leads {leader.scope} at epoch {leader.epoch}",
+            )
+        else:
+            holder = leader.leader if leader.leader != leader.owner else None
+            log.warning("no longer the leader of %s (%s)", leader.scope, why or holder)
+            self.events.alert(
+                AlertCode.LEADERSHIP_LOST,
+                Severity.WARNING,
+                f"{leader.owner} stands by for {leader.scope}: {why or f'held by {holder}'}",
+            )
+
+    async def _finish(self) -> None:
+        """Bookkeeping of what is in flight: one last step for each open intent (by the
+        leader only); then the lease, if held, is given up."""
+        if self.txs is None:
+            return
+        leading = self.leader is None or self.leader.is_leader
+        with contextlib.suppress(JournalFencedError, JournalUnavailableError):
+            for intent in self.journal.open_intents(self.venue.name) if leading else ():
+                if intent.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
+                    with contextlib.suppress(RpcError):
+                        await self.txs.resolve(intent.id, timeout=0)
+        if self.leader is not None:
+            self.leader.release()
         log.info("stopped cleanly")
 
     # -- one tick ------------------------------------------------------------------------------
@@ -604,6 +684,8 @@ class Keeper:
         read = await self.venue.read(self.watch, block=block)
         self.last_read = read
         snap = read.snapshot
+        if self.leader is not None and not self.leader.is_leader:
+            return self._standby_tick(head, read, started)
         held = self.halt_reason()
         if held is None and self.settings.sequencer is not None:
             held = await sequencer_hold(self.rpc, self.settings.sequencer, block, snap.block_time)
@@ -645,6 +727,34 @@ class Keeper:
             held=held,
             read_issues=tuple(f"{i.kind} {i.key}: {i.message}" for i in read.issues),
             wallet_balance=snap.wallet.balance,
+            role=None if self.leader is None else self.leader.role.value,
+            epoch=None if self.leader is None else self.leader.epoch,
+        )
+        self.events.tick_done(report)
+        return report
+
+    def _standby_tick(self, head: NewHead, read: VenueRead, started: float) -> TickReport:
+        """Not the leader: the chain is read (so the figures and health stay current, and a
+        takeover starts warm), nothing is decided or written."""
+        assert self.leader is not None
+        snap = read.snapshot
+        self.ticks += 1
+        report = TickReport(
+            block_number=head.number,
+            block_time=snap.block_time,
+            skipped_blocks=head.skipped,
+            seconds=time.monotonic() - started,
+            positions=len(snap.positions),
+            accounts=len(snap.accounts),
+            lowest_ratio=_lowest_ratio(snap),
+            actions=(),
+            sent=(),
+            obsolete=(),
+            held=f"standby: {self.leader.leader or 'nobody'} leads",
+            read_issues=tuple(f"{i.kind} {i.key}: {i.message}" for i in read.issues),
+            wallet_balance=snap.wallet.balance,
+            role=self.leader.role.value,
+            epoch=None,
         )
         self.events.tick_done(report)
         return report

@@ -95,15 +95,21 @@ class Health:
     block_number: int | None
     block_age_s: float | None
     rpc_silence_s: float | None
+    role: str | None = None  # with a leader lease: "leader" or "standby" (both are healthy)
+    epoch: int | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "status": "ok" if self.ok else "unhealthy",
             "reasons": list(self.reasons),
             "block": self.block_number,
             "block_age_s": _round(self.block_age_s),
             "rpc_silence_s": _round(self.rpc_silence_s),
         }
+        if self.role is not None:
+            out["role"] = self.role
+            out["epoch"] = self.epoch
+        return out
 
 
 def _round(value: float | None) -> float | None:
@@ -178,6 +184,8 @@ class KeeperMetrics:
         self._rpc: list[EndpointStats] = []
         self._rpc_answers: int | None = None
         self._rpc_ok_at: float | None = None
+        self._role: str | None = None
+        self._epoch: int | None = None
         self._started_at = clock()
         reg.register(_Computed(self))
 
@@ -241,6 +249,11 @@ class KeeperMetrics:
             self._rpc_ok_at = self._clock()
         self._rpc_answers = answers
 
+    def leadership(self, role: str, epoch: int | None) -> None:
+        """This replica's part in the leader lease: "leader" (at `epoch`) or "standby"."""
+        self._role = role
+        self._epoch = epoch
+
     def rpc_succeeded(self) -> None:
         """An RPC call succeeded now (for callers that do not feed `EndpointStats`)."""
         self._rpc_ok_at = self._clock()
@@ -302,7 +315,9 @@ class KeeperMetrics:
             reasons.append(
                 f"no successful RPC call for {silence:.0f}s (max {s.max_rpc_silence_s:g}s)"
             )
-        return Health(not reasons, tuple(reasons), self._block_number, age, silence)
+        return Health(
+            not reasons, tuple(reasons), self._block_number, age, silence, self._role, self._epoch
+        )
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of this registry."""
@@ -338,6 +353,17 @@ class KeeperMetrics:
             "Lowest margin ratio among watched positions and accounts",
             value=nan if self._lowest_ratio is None else float(self._lowest_ratio),
         )
+        if self._role is not None:
+            yield GaugeMetricFamily(
+                f"{ns}_leader",
+                "1 while this replica holds the leader lease, 0 while it stands by",
+                value=1.0 if self._role == "leader" else 0.0,
+            )
+            yield GaugeMetricFamily(
+                f"{ns}_lease_epoch",
+                "The lease epoch this replica leads at (NaN while standing by)",
+                value=nan if self._epoch is None else float(self._epoch),
+            )
         yield CounterMetricFamily(
             f"{ns}_fees_spent_wei", "Gas fees paid, in wei", value=float(self._fees_wei)
         )

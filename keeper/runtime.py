@@ -18,7 +18,8 @@ from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
 from keeper.config import Config, ConfigError, Problem
-from keeper.journal import Journal
+from keeper.journal import Journal, JournalError, open_journal
+from keeper.lease import Leadership, LeaseSettings, lease_scope
 from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport, sequencer_hold
 from keeper.metrics import KeeperMetrics, MetricsServer, MetricsSettings
 from keeper.model import Severity, Snapshot, Token
@@ -354,8 +355,11 @@ async def open_runtime(
     except BaseException:
         await rpc.close()
         raise
-    config.journal.parent.mkdir(parents=True, exist_ok=True)
-    journal = Journal(config.journal)
+    try:
+        journal = open_journal(config.journal)
+    except JournalError as exc:
+        await rpc.close()
+        raise StartError(str(exc)) from None
     delayed = [venue.name] if venue.execution is Execution.DELAYED else []
     txs = (
         TxManager(rpc, journal, signer, tx_config(config), delayed_venues=delayed)
@@ -401,6 +405,8 @@ class OpsEvents:
             m.action(sent.kind, sent.outcome)
         if report.wallet_balance is not None:
             m.wallet_balance("collateral", report.wallet_balance)
+        if report.role is not None:
+            m.leadership(report.role, report.epoch)
         m.observe_rpc(self.rpc.stats())
 
     def alert(self, code: str, severity: Severity, message: str, *, key: str = "") -> None:
@@ -491,6 +497,7 @@ async def run_keeper(
             txs=None if dry else runtime.txs,
             events=OpsEvents(metrics, alerter, runtime.rpc),
             rebuild=rebuild_for(runtime.venue, runtime.journal),
+            leader=leadership_for(config, runtime),
         )
         who = runtime.signer.address if runtime.signer else "no key"
         log.info(
@@ -508,6 +515,19 @@ async def run_keeper(
         if server is not None:
             await server.stop()
         await runtime.close()
+
+
+def leadership_for(config: Config, runtime: Runtime) -> Leadership | None:
+    """The replica's part in the leader lease ([leader]), for a keeper with a key."""
+    if config.leader is None or runtime.signer is None:
+        return None
+    leadership = Leadership(
+        runtime.journal,
+        lease_scope(config.chain.chain_id, runtime.signer.address),
+        LeaseSettings(config.leader.lease_ms, config.leader.lease_blocks),
+    )
+    log.info("replica %s: competing for the lease %s", leadership.owner, leadership.scope)
+    return leadership
 
 
 async def _check_watch(runtime: Runtime) -> None:

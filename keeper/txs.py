@@ -55,6 +55,8 @@ from keeper.journal import (
     Journal,
     JournalConflictError,
     JournalError,
+    JournalFencedError,
+    JournalUnavailableError,
     TxKind,
     TxRecord,
     TxStatus,
@@ -282,6 +284,9 @@ class TxManager:
         self.sender = signer.address
         self.delayed_venues = frozenset(delayed_venues)
         self.extra_abis = extra_abis
+        # replicas: called right before each broadcast; raises JournalFencedError when this
+        # process no longer holds the leader lease (keeper.lease.Leadership.check)
+        self.guard: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"TxManager(chain {self.config.chain_id}, {self.sender})"
@@ -376,6 +381,8 @@ class TxManager:
             intent = self.journal.set_status(
                 intent_id, IntentStatus.FAILED, detail=detail, failure=f"{failure.value}: {detail}"
             )
+        except (JournalFencedError, JournalUnavailableError):
+            raise
         except JournalError:  # closed meanwhile (by another process): say what it is now
             return self._outcome(self.journal.intent(intent_id))
         log.warning("intent %d failed (%s): %s", intent_id, failure.value, detail)
@@ -502,6 +509,8 @@ class TxManager:
         mined (or a replacement at that nonce) settles it.
         """
         head = await self.rpc.block_number()
+        if self.guard is not None:
+            self.guard()
         try:
             await self.rpc.send_raw_transaction(tx.raw)
         except RpcSendOutcomeUnknownError as exc:

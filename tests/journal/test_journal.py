@@ -1,11 +1,13 @@
-"""The journal: one open intent per position, sequence numbers, nonces, events, queries."""
+"""The journal: one open intent per position, sequence numbers, nonces, events, queries.
+
+Every test runs against both backends (SQLite, and a real Postgres server) unless it says
+otherwise: the `journal` and `open_journal` fixtures are parametrised in conftest.py."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,26 +23,7 @@ from keeper.journal import (
     TxStatus,
     UnsignedTx,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
-    j = Journal(tmp_path / "j.sqlite", clock_ms=clock)
-    yield j
-    j.close()
+from tests.journal.conftest import Clock, Opener
 
 
 def signer_for(tag: str = "a") -> Callable[[int], UnsignedTx]:
@@ -73,6 +56,8 @@ def signed(journal: Journal, intent_id: int, hint: int = 0, tag: str = "a", **kw
 
 
 def test_wal_and_busy_timeout(journal: Journal) -> None:
+    if journal.backend != "sqlite":
+        pytest.skip("SQLite's settings")
     db = sqlite3.connect(journal.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert journal._db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
@@ -107,7 +92,7 @@ def test_one_open_intent_per_position_and_sequence_numbers(journal: Journal) -> 
 
 def test_the_unique_index_holds_even_without_the_check(journal: Journal) -> None:
     journal.open_intent("refex", "p1", "top_up", {})
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(journal._db.integrity_errors):
         journal._db.execute(
             "INSERT INTO intents (venue, position_key, seq, kind, payload, status,"
             " created_at_ms, updated_at_ms) VALUES ('refex', 'p1', 9, 'x', '{}', 'sent', 0, 0)"
@@ -251,9 +236,9 @@ def test_queries_for_the_policy(journal: Journal, clock: Clock) -> None:
     assert [i.id for i in journal.history(limit=1)] == [c.id]
 
 
-def test_two_connections_share_one_file(tmp_path: Path) -> None:
-    one = Journal(tmp_path / "j.sqlite")
-    two = Journal(tmp_path / "j.sqlite")
+def test_two_connections_share_one_journal(open_journal: Opener) -> None:
+    one = open_journal()
+    two = open_journal()
     x, _ = one.open_intent("refex", "p1", "top_up", {})
     y, created = two.open_intent("refex", "p1", "top_up", {})
     assert not created
