@@ -63,14 +63,41 @@ def wallet(node: Anvil, chain: Chain) -> Wallet:
     return Wallet(key, address)
 
 
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite"
+PASSWORD_ENV = "KEEPER_TEST_JOURNAL_PASSWORD"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStore:
+    """Where a test's journal lives: a SQLite file, or a Postgres database (whose password
+    child processes read from $KEEPER_TEST_JOURNAL_PASSWORD)."""
+
+    target: str
+    password: str | None
+    workdir: Path
+
+    def open(self) -> Journal:
+        return Journal(self.target, password=self.password)
+
+    def env(self) -> dict[str, str]:
+        return {PASSWORD_ENV: self.password} if self.password else {}
+
+
+def store_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> JournalStore:
+    if backend == "sqlite":
+        return JournalStore(str(tmp_path / "journal.sqlite"), None, tmp_path)
+    url = request.getfixturevalue("postgres_url")
+    return JournalStore(url, request.getfixturevalue("postgres").password, tmp_path)
 
 
 @pytest.fixture
-def journal(journal_path: Path) -> Iterator[Journal]:
-    j = Journal(journal_path)
+def journal_store(request: pytest.FixtureRequest, tmp_path: Path) -> JournalStore:
+    """SQLite; test modules that run on both backends override it with a parametrised one."""
+    return store_for(request, "sqlite", tmp_path)
+
+
+@pytest.fixture
+def journal(journal_store: JournalStore) -> Iterator[Journal]:
+    j = journal_store.open()
     yield j
     j.close()
 

@@ -58,7 +58,7 @@ def show(out: TxOutcome) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    journal = Journal(args.journal)
+    journal = Journal(args.journal, password=os.environ.get("KEEPER_TEST_JOURNAL_PASSWORD"))
     rpc = FailoverRpc([args.rpc])
     try:
         chain_id = await rpc.chain_id()

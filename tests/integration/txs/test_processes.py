@@ -1,5 +1,5 @@
 """Real processes: killed with SIGKILL at each crash point and restarted; two processes
-sharing one account and one journal file."""
+sharing one account and one journal. Each test runs on SQLite and on Postgres."""
 
 from __future__ import annotations
 
@@ -15,15 +15,27 @@ import pytest
 from keeper.journal import IntentStatus, Journal, TxStatus
 from keeper.testing.anvil import Anvil
 from keeper.txs import CRASH_ENV, CRASH_POINTS, TxManager, TxRequest
-from tests.integration.txs.conftest import SINK, Wallet, nonce_of, sent_from
+from tests.integration.txs.conftest import (
+    SINK,
+    JournalStore,
+    Wallet,
+    nonce_of,
+    sent_from,
+    store_for,
+)
 from tests.integration.txs.driver import KEY_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_store(request: pytest.FixtureRequest, tmp_path: Path) -> JournalStore:
+    return store_for(request, request.param, tmp_path)
+
+
 def driver(
     node: Anvil,
-    journal: Path,
+    journal: JournalStore,
     wallet: Wallet,
     positions: list[str],
     *,
@@ -31,11 +43,12 @@ def driver(
     gate: Path | None = None,
 ) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    env.update(journal.env())
     env[KEY_ENV] = wallet.key
     if crash is not None:
         env[CRASH_ENV] = crash
     args = [sys.executable, "-m", "tests.integration.txs.driver", "--rpc", node.url]
-    args += ["--journal", str(journal), "--to", SINK]
+    args += ["--journal", journal.target, "--to", SINK]
     for p in positions:
         args += ["--position", p]
     if gate is not None:
@@ -52,15 +65,15 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_killed_at_each_crash_point_then_restarted_lands_exactly_once(
-    node: Anvil, journal_path: Path, wallet: Wallet, point: str
+    node: Anvil, journal_store: JournalStore, wallet: Wallet, point: str
 ) -> None:
     start = int(node.rpc("eth_blockNumber"), 16) + 1
-    code, _out, err = finish(driver(node, journal_path, wallet, ["pos-1"], crash=point))
+    code, _out, err = finish(driver(node, journal_store, wallet, ["pos-1"], crash=point))
     assert code == -signal.SIGKILL, err[-2000:]
     assert f"crash point {point} reached" in err
-    code, out, err = finish(driver(node, journal_path, wallet, ["pos-1"]))
+    code, out, err = finish(driver(node, journal_store, wallet, ["pos-1"]))
     assert code == 0, err[-2000:]
-    journal = Journal(journal_path)
+    journal = journal_store.open()
     try:
         [intent] = journal.history()
         assert intent.status is IntentStatus.DONE
@@ -72,21 +85,21 @@ def test_killed_at_each_crash_point_then_restarted_lands_exactly_once(
     assert [m["hash"] for m in mined] == [txs[0].hash]
     assert nonce_of(node, wallet.address, "pending") == 1
     # A third start finds nothing to do and sends nothing.
-    code, out, err = finish(driver(node, journal_path, wallet, ["pos-1"]))
+    code, out, err = finish(driver(node, journal_store, wallet, ["pos-1"]))
     assert code == 0
     assert out == ""
     assert nonce_of(node, wallet.address, "pending") == 1
 
 
 async def test_two_processes_sharing_account_and_journal_never_reuse_a_nonce(
-    node: Anvil, journal_path: Path, wallet: Wallet, manager: TxManager, journal: Journal
+    node: Anvil, journal_store: JournalStore, wallet: Wallet, manager: TxManager, journal: Journal
 ) -> None:
-    assert manager.journal.path == str(journal_path)
+    assert manager.journal.path == journal_store.target
     start = int(node.rpc("eth_blockNumber"), 16) + 1
     n, m = 10, 30  # this process sends n, each of the two others m
-    gate = journal_path.parent / "gate"
+    gate = journal_store.workdir / "gate"
     procs = [
-        driver(node, journal_path, wallet, [f"{name}-{i}" for i in range(m)], gate=gate)
+        driver(node, journal_store, wallet, [f"{name}-{i}" for i in range(m)], gate=gate)
         for name in ("manual", "other")
     ]
     # All three writers start at the same moment: the drivers wait at a gate until both

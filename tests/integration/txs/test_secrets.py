@@ -21,7 +21,7 @@ from keeper.signer import (
 )
 from keeper.testing.anvil import Anvil
 from keeper.txs import FeePolicy, TxManager, TxRequest
-from tests.integration.txs.conftest import SINK, Wallet, tx_config
+from tests.integration.txs.conftest import SINK, JournalStore, Wallet, tx_config
 from tests.integration.txs.test_processes import driver, finish
 
 
@@ -38,7 +38,7 @@ def assert_clean(text: str, key: str, where: str) -> None:
 async def test_key_never_leaks(  # noqa: PLR0917 (fixtures)
     rpc: FailoverRpc,
     journal: Journal,
-    journal_path: Path,
+    journal_store: JournalStore,
     node: Anvil,
     wallet: Wallet,
     tmp_path: Path,
@@ -78,8 +78,8 @@ async def test_key_never_leaks(  # noqa: PLR0917 (fixtures)
             manager = TxManager(rpc, journal, signer, tx_config(fees=FeePolicy(max_fee_cap=1)))
         await manager.send(TxRequest(intent.id, SINK, b"", 1))
     # A subprocess logging at DEBUG, killed mid-way and restarted.
-    _, out1, err1 = finish(driver(node, journal_path, wallet, ["sub"], crash="after_broadcast"))
-    _, out2, err2 = finish(driver(node, journal_path, wallet, ["sub"]))
+    _, out1, err1 = finish(driver(node, journal_store, wallet, ["sub"], crash="after_broadcast"))
+    _, out2, err2 = finish(driver(node, journal_store, wallet, ["sub"]))
     texts["subprocess output"] = out1 + err1 + out2 + err2
     assert "DEBUG" in err1  # the driver did log verbosely
     texts["logs"] = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
