@@ -271,6 +271,7 @@ class Intent:
     created_block: int | None
     created_at_ms: int
     updated_at_ms: int
+    epoch: int | None = None  # the lease epoch it was decided under (None: no lease)
 
     @property
     def is_open(self) -> bool:
@@ -304,6 +305,7 @@ class TxRecord:
     gas_used: int | None
     effective_gas_price: int | None
     created_at_ms: int
+    epoch: int | None = None  # the lease epoch it was signed under (None: no lease)
 
     @property
     def max_cost(self) -> int:
@@ -354,6 +356,7 @@ def _intent(row: Any) -> Intent:
         created_block=row["created_block"],
         created_at_ms=row["created_at_ms"],
         updated_at_ms=row["updated_at_ms"],
+        epoch=row["epoch"],
     )
 
 
@@ -383,6 +386,7 @@ def _tx(row: Any) -> TxRecord:
         gas_used=row["gas_used"],
         effective_gas_price=None if egp is None else int(egp),
         created_at_ms=row["created_at_ms"],
+        epoch=row["epoch"],
     )
 
 

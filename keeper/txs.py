@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 
 CRASH_ENV = "KEEPER_CRASH_AT"
 CRASH_POINTS = ("after_journal_commit", "after_broadcast", "after_receipt")
+STOP_ENV = "KEEPER_STOP_AT"
+STOP_POINTS = ("before_sign", *CRASH_POINTS)
 
 GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
 NODE_INTERFACE = "0x00000000000000000000000000000000000000C8"
@@ -84,10 +86,15 @@ _FEE_TOO_LOW = ("less than block base fee", "fee cap less than", "fee too low", 
 
 
 def crash_point(name: str) -> None:
-    """Kill this process (SIGKILL, no cleanup) when KEEPER_CRASH_AT names this step."""
+    """Kill this process (SIGKILL, no cleanup) when KEEPER_CRASH_AT names this step; stop it
+    (SIGSTOP, as a paused VM or a long GC would, until someone sends SIGCONT) when
+    KEEPER_STOP_AT does. For tests of crashes and of late leaders."""
     if os.environ.get(CRASH_ENV) == name:
         log.warning("crash point %s reached: killing the process", name)
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(STOP_ENV) == name:
+        log.warning("stop point %s reached: stopping the process", name)
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class ChainKind(StrEnum):
@@ -452,6 +459,7 @@ class TxManager:
                 l1_fee=l1,
             )
 
+        crash_point("before_sign")
         try:
             tx = self.journal.record_signed(
                 request.intent_id,
