@@ -687,12 +687,23 @@ async def _build_keeper(
     return keeper, events
 
 
-async def _demo(devnet: Devnet, options: DemoOptions, workdir: Path) -> dict[str, Any]:
-    say = _say(options)
-    # 2 s blocks from here on, whatever the wall clock does: funding accrues the same each run
+def setup(devnet: Devnet) -> list[Subject]:
+    """The demo's book on `devnet`: blocks 2 s apart from here on (whatever the wall clock
+    does: funding accrues the same each run), the trader's positions opened and the keeper's
+    key approved as the trader's operator."""
     devnet.chain.rpc("anvil_setBlockTimestampInterval", BLOCK_SECONDS)
     subjects = open_positions(devnet)
     devnet.approve_operator(devnet.account("trader"))
+    return subjects
+
+
+async def _demo(
+    devnet: Devnet, options: DemoOptions, workdir: Path, subjects: list[Subject] | None = None
+) -> dict[str, Any]:
+    """Both runs of the path (`subjects`: the book `setup` opened; None: set it up here)."""
+    say = _say(options)
+    if subjects is None:
+        subjects = setup(devnet)
     path = price_path(options.seed)
     d = devnet.deployment
     snapshot = devnet.chain.snapshot()

@@ -22,6 +22,10 @@ from keeper.demo import DEMO_THRESHOLDS
 
 if TYPE_CHECKING:
     from keeper.demo import RunResult, Subject
+    from keeper.policy import MarketThresholds
+
+DEMO_TITLE = "keeper demo: a sharp move against the trader, with and without the keeper"
+DEMO_MAINTENANCE = ((Decimal("0.025"), "ETH maintenance (liquidation)"),)
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 MARKERS = {"top_up": ("^", "top-up"), "reduce": ("v", "reduce"), "close": ("s", "close")}
@@ -37,19 +41,26 @@ def write_chart(
     subjects: Sequence[Subject],
     with_keeper: RunResult,
     without: RunResult,
+    *,
+    thresholds: MarketThresholds = DEMO_THRESHOLDS.default,
+    maintenance: Sequence[tuple[Decimal, str]] = DEMO_MAINTENANCE,
+    title: str = DEMO_TITLE,
+    xlabel: str = "price step (one block each)",
 ) -> Path:
-    """Draws the chart into `path` (PNG) and returns it."""
+    """Draws the chart into `path` (PNG) and returns it: the prices of the first two markets
+    of `prices` (left and right axes), and each subject's margin ratio with and without the
+    keeper against `thresholds` and the `maintenance` lines (ratio, label)."""
     # the keeper's line: the ratio at each price block, and after its action in that step
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(11, 9), sharex=True, gridspec_kw={"height_ratios": [1, 1.6]}
     )
     steps = list(range(len(prices)))
-    top.plot(steps, [float(p["ETH"]) for p in prices], color="tab:blue", label="ETH")
-    top.set_ylabel("ETH (USD)", color="tab:blue")
-    right = top.twinx()
-    right.plot(steps, [float(p["BTC"]) for p in prices], color="tab:orange", label="BTC")
-    right.set_ylabel("BTC (USD)", color="tab:orange")
-    top.set_title("keeper demo: a sharp move against the trader, with and without the keeper")
+    symbols = list(prices[0]) if prices else []
+    axes = [top, top.twinx()] if len(symbols) > 1 else [top]
+    for symbol, axis, color in zip(symbols, axes, COLORS, strict=False):
+        axis.plot(steps, [float(p[symbol]) for p in prices], color=color, label=symbol)
+        axis.set_ylabel(f"{symbol} (USD)", color=color)
+    top.set_title(title)
     top.grid(alpha=0.3)
 
     for i, s in enumerate(subjects):
@@ -82,7 +93,7 @@ def write_chart(
                 y = _pct(row.seen.get(s.label))
                 if y is not None:
                     bottom.plot([row.step], [y], marker, color=color, markersize=9, mec="black")
-    th = DEMO_THRESHOLDS.default
+    th = thresholds
     for level, text in (
         (th.top_up_below, "top up below"),
         (th.reduce_below, "reduce below"),
@@ -91,13 +102,15 @@ def write_chart(
         y = float(level * 100)
         bottom.axhline(y, color="grey", linewidth=0.8, linestyle=":")
         bottom.text(0.2, y + 0.1, text, color="grey", fontsize=8)
-    bottom.axhline(2.5, color="red", linewidth=0.8, linestyle=":")
-    bottom.text(0.2, 2.6, "ETH maintenance (liquidation)", color="red", fontsize=8)
+    for level, text in maintenance:
+        y = float(level * 100)
+        bottom.axhline(y, color="red", linewidth=0.8, linestyle=":")
+        bottom.text(0.2, y + 0.1, text, color="red", fontsize=8)
     for marker, label in MARKERS.values():
         bottom.plot([], [], marker, color="white", mec="black", label=f"keeper: {label}")
     bottom.plot([], [], "x", color="red", mew=2.5, label="liquidated (no keeper)")
     bottom.set_ylabel("margin ratio (%)")
-    bottom.set_xlabel("price step (one block each)")
+    bottom.set_xlabel(xlabel)
     bottom.set_ylim(bottom=0)
     bottom.grid(alpha=0.3)
     bottom.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.13))
