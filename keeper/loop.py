@@ -664,14 +664,18 @@ class Keeper:
     async def _finish(self) -> None:
         """Bookkeeping of what is in flight: one last step for each open intent (by the
         leader only); then the lease, if held, is given up."""
-        if self.txs is None:
-            return
+        txs = self.txs
         leading = self.leader is None or self.leader.is_leader
-        with contextlib.suppress(JournalFencedError, JournalUnavailableError):
-            for intent in self.journal.open_intents(self.venue.name) if leading else ():
-                if intent.status in (IntentStatus.SIGNED, IntentStatus.SENT, IntentStatus.MINED):
-                    with contextlib.suppress(RpcError):
-                        await self.txs.resolve(intent.id, timeout=0)
+        if txs is not None and leading:
+            with contextlib.suppress(JournalFencedError, JournalUnavailableError):
+                for intent in self.journal.open_intents(self.venue.name):
+                    if intent.status in (
+                        IntentStatus.SIGNED,
+                        IntentStatus.SENT,
+                        IntentStatus.MINED,
+                    ):
+                        with contextlib.suppress(RpcError):
+                            await txs.resolve(intent.id, timeout=0)
         if self.leader is not None:
             self.leader.release()
         log.info("stopped cleanly")

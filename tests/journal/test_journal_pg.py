@@ -4,6 +4,7 @@ migrating the schema at once, and a SQLite journal copied into it."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from keeper.journal import (
     TxKind,
     TxStatus,
 )
+from keeper.lease import Leadership, LeaseSettings
 from keeper.testing.postgres import PostgresServer, PostgresUnavailableError
 from tests.journal.test_journal import signer_for
 
@@ -193,3 +195,30 @@ def test_migrate_and_status_through_a_config(
     assert (report["backend"], report["schema"], report["leases"]) == ("postgres", 2, [])
     assert main(["history", "--config", str(config), "--json"]) == 0
     assert [i["id"] for i in json.loads(capsys.readouterr().out)["intents"]] == [2, 1]
+
+
+def test_status_lists_the_lease_and_the_replicas(
+    postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.journal.test_config_journal import write_config  # noqa: PLC0415
+
+    url = postgres.create_database("status")
+    (tmp_path / "pw").write_text(postgres.password)
+    config = write_config(tmp_path, journal=url, password_file="pw")
+    settings = LeaseSettings(lease_ms=30_000, lease_blocks=5)
+    a = Leadership(Journal(url, password=postgres.password), "31337:0xk", settings, owner="h:1:a")
+    b = Leadership(Journal(url, password=postgres.password), "31337:0xk", settings, owner="h:2:b")
+    a.step(40)
+    b.step(41)
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"journal: {url} (postgres, schema 2)" in out
+    assert re.search(
+        r"lease 31337:0xk: leader h:1:a epoch 1, renewed \d+\.\ds ago at block 40", out
+    )
+    assert re.search(r"expires in (29|30)\.\ds", out)  # 30 s, less the moment since
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
+    assert lines["h:1:a"][:3] == ["leader", "1", "40"]
+    assert lines["h:2:b"][:3] == ["standby", "-", "41"]
+    a.journal.close()
+    b.journal.close()

@@ -19,6 +19,7 @@ from keeper.chain.jsonrpc import RpcError
 from keeper.chain.revert import RevertReason
 from keeper.chain.rpc import BlockHeader
 from keeper.journal import IntentStatus, Journal
+from keeper.lease import Change, Leadership, LeaseSettings, Role
 from keeper.loop import (
     EXIT_FATAL,
     EXIT_OK,
@@ -222,3 +223,34 @@ async def test_stop_interrupts_the_wait_for_a_block(journal: Journal) -> None:
     await asyncio.sleep(0.05)
     k.stop()
     assert await asyncio.wait_for(task, 5) == EXIT_OK
+
+
+async def test_a_standby_reads_and_writes_nothing_until_it_takes_the_lease(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    settings = LeaseSettings(lease_ms=60_000)
+    other = Leadership(Journal(path), "31337:0xkeeper", settings, owner="other")
+    assert other.step(99) is Change.ACQUIRED
+    mine_journal = Journal(path)
+    mine = Leadership(mine_journal, "31337:0xkeeper", settings, owner="mine")
+    events = RecordedEvents()
+    venue = StandInVenue([risky()])
+    k = keeper(venue, mine_journal, stop_after_ticks=2)
+    k.leader = mine
+    k.events = events
+    assert await k.run() == EXIT_OK
+    assert venue.reads == 2  # the chain is read on every block
+    assert mine_journal.history() == []  # nothing decided, nothing recorded
+    assert mine.role is Role.STANDBY
+    other.release()  # the leader stops cleanly: its lease lapses now
+    k = keeper(venue, mine_journal, stop_after_ticks=1)
+    k.leader = mine
+    k.events = events
+    assert await k.run() == EXIT_OK
+    [intent] = mine_journal.history()
+    assert (intent.status, intent.epoch) == (IntentStatus.SKIPPED, 2)  # observer: recorded once
+    assert [code for code, *_ in events.alerts] == ["leader_acquired"]
+    assert mine.role is Role.STANDBY  # a clean stop gives the lease up
+    [lease] = mine_journal.leases()
+    assert lease.expired()

@@ -230,3 +230,19 @@ def test_settings_errors_name_the_field(
 def test_settings_defaults_and_port_zero() -> None:
     s = MetricsSettings(port=0)
     assert (s.host, s.port, s.max_block_age_s, s.max_rpc_silence_s) == ("127.0.0.1", 0, 120, 120)
+
+
+def test_the_replica_role_in_metrics_and_health(metrics: KeeperMetrics, clock: FakeClock) -> None:
+    assert ("keeper_leader", ()) not in samples(metrics)  # no lease: no role
+    assert "role" not in metrics.health().to_json()
+    metrics.record_tick(block_number=5, block_time=int(clock()), seconds=0.1, positions=1)
+    metrics.leadership("leader", 7)
+    assert value(metrics, "keeper_leader") == 1.0
+    assert value(metrics, "keeper_lease_epoch") == 7.0
+    body = metrics.health().to_json()
+    assert (body["status"], body["role"], body["epoch"]) == ("ok", "leader", 7)
+    metrics.leadership("standby", None)
+    assert value(metrics, "keeper_leader") == 0.0
+    assert math.isnan(value(metrics, "keeper_lease_epoch"))
+    body = metrics.health().to_json()
+    assert (body["status"], body["role"], body["epoch"]) == ("ok", "standby", None)
