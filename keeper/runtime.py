@@ -447,6 +447,13 @@ async def run_keeper(
 ) -> int:
     """`keeper run`: the loop with metrics and alerts until SIGINT/SIGTERM; the exit code."""
     dry = dry_run or config.dry_run
+    if config.leader is not None and (dry or config.mode == "observer"):
+        raise StartError(
+            "a keeper that does not send (dry run, observer mode) would record its decisions in"
+            " the journal the leader acts from, and take part in its lease: give it a journal"
+            " of its own (keeper.journal = a SQLite file, or another database), or [leader]"
+            " enabled = false with a journal no replica uses"
+        )
     runtime = await open_runtime(config, need_signer=False, environ=environ)
     metrics: KeeperMetrics | None = None
     server: MetricsServer | None = None

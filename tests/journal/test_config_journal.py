@@ -93,3 +93,14 @@ def test_bad_journal_and_leader_settings_name_their_keys() -> None:
     data["leader"] = {"lease_seconds": "0.01"}
     assert "between 0.2 and 600" in problems(data)["leader.lease_seconds"]
     assert Decimal("0.2")  # the floor written in the message
+
+
+def test_a_dry_run_does_not_join_the_replicas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from keeper.cli import main  # noqa: PLC0415
+
+    config = write_config(tmp_path, journal="postgresql://keeper@127.0.0.1:1/k", password_file="pw")
+    assert main(["run", "--config", str(config), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "keeper run: cannot start: a keeper that does not send (dry run" in err
