@@ -34,6 +34,37 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+__all__ = [
+    "CLOSED_STATUSES",
+    "MIGRATIONS",
+    "OPEN_STATUSES",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TRANSITIONS",
+    "Backend",
+    "Event",
+    "Fence",
+    "Intent",
+    "IntentStatus",
+    "Journal",
+    "JournalConflictError",
+    "JournalError",
+    "JournalFencedError",
+    "JournalTarget",
+    "JournalUnavailableError",
+    "Lease",
+    "PostgresTarget",
+    "Replica",
+    "SqliteBackend",
+    "TxKind",
+    "TxRecord",
+    "TxStatus",
+    "UnsignedTx",
+    "check_postgres_url",
+    "is_postgres_url",
+    "open_journal",
+]
+
 
 class IntentStatus(StrEnum):
     DECIDED = "decided"  # recorded, nothing signed yet

@@ -19,6 +19,13 @@ from keeper.journal import (
     open_journal,
 )
 
+__all__ = [
+    "add_parsers",
+    "migrate_command",
+    "status_command",
+    "status_report",
+]
+
 STATUS_EPILOG = """\
 Reads the journal only (never the chain). With a leader lease ([leader], on by default with
 a Postgres journal) it lists each lease: who leads, at which epoch, how long ago it was

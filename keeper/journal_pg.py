@@ -28,6 +28,11 @@ from psycopg.rows import dict_row
 
 from keeper.journal import JournalUnavailableError
 
+__all__ = [
+    "WRITE_LOCK",
+    "PostgresBackend",
+]
+
 log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock's key for the journal's writers: any fixed 64-bit number, the same in

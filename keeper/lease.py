@@ -28,6 +28,15 @@ from enum import StrEnum
 
 from keeper.journal import Fence, Journal, JournalFencedError, JournalUnavailableError, Lease
 
+__all__ = [
+    "Change",
+    "Leadership",
+    "LeaseSettings",
+    "Role",
+    "lease_scope",
+    "replica_id",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -31,6 +31,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+__all__ = [
+    "PostgresServer",
+    "PostgresUnavailableError",
+    "server_bin_dir",
+]
+
 USER = "keeper"
 
 
