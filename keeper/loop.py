@@ -689,7 +689,9 @@ class Keeper:
         self.last_read = read
         snap = read.snapshot
         if self.leader is not None and not self.leader.is_leader:
-            return self._standby_tick(head, read, started)
+            # not the leader: the chain is read (the figures and health stay current, and a
+            # takeover starts warm); nothing is decided or written
+            return self._report(head, read, started, f"standby: {self.leader.leader} leads")
         held = self.halt_reason()
         if held is None and self.settings.sequencer is not None:
             held = await sequencer_hold(self.rpc, self.settings.sequencer, block, snap.block_time)
@@ -716,9 +718,26 @@ class Keeper:
             sent.extend(await self._act(action, snap, held))
         await self._drive_in_flight(snap)
         await self._check_delegations(block)
+        return self._report(
+            head, read, started, held, actions=actions, sent=sent, obsolete=obsolete
+        )
+
+    def _report(
+        self,
+        head: NewHead,
+        read: VenueRead,
+        started: float,
+        held: str | None,
+        *,
+        actions: Sequence[Action] = (),
+        sent: Sequence[Sent] = (),
+        obsolete: Sequence[int] = (),
+    ) -> TickReport:
+        """The tick is done: counted, reported to the events, returned."""
+        snap = read.snapshot
         self.ticks += 1
         report = TickReport(
-            block_number=block,
+            block_number=head.number,
             block_time=snap.block_time,
             skipped_blocks=head.skipped,
             seconds=time.monotonic() - started,
@@ -733,32 +752,6 @@ class Keeper:
             wallet_balance=snap.wallet.balance,
             role=None if self.leader is None else self.leader.role.value,
             epoch=None if self.leader is None else self.leader.epoch,
-        )
-        self.events.tick_done(report)
-        return report
-
-    def _standby_tick(self, head: NewHead, read: VenueRead, started: float) -> TickReport:
-        """Not the leader: the chain is read (so the figures and health stay current, and a
-        takeover starts warm), nothing is decided or written."""
-        assert self.leader is not None
-        snap = read.snapshot
-        self.ticks += 1
-        report = TickReport(
-            block_number=head.number,
-            block_time=snap.block_time,
-            skipped_blocks=head.skipped,
-            seconds=time.monotonic() - started,
-            positions=len(snap.positions),
-            accounts=len(snap.accounts),
-            lowest_ratio=_lowest_ratio(snap),
-            actions=(),
-            sent=(),
-            obsolete=(),
-            held=f"standby: {self.leader.leader or 'nobody'} leads",
-            read_issues=tuple(f"{i.kind} {i.key}: {i.message}" for i in read.issues),
-            wallet_balance=snap.wallet.balance,
-            role=self.leader.role.value,
-            epoch=None,
         )
         self.events.tick_done(report)
         return report
