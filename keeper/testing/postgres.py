@@ -110,6 +110,13 @@ class PostgresServer:
         self.log = self.root / "server.log"
         self._user: int | None = None
         self._group: int | None = None
+        try:
+            self._init()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _init(self) -> None:
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
             self._user, self._group = nobody.pw_uid, nobody.pw_gid
@@ -117,8 +124,8 @@ class PostgresServer:
             self.bin_dir = _reachable_by_others(self.bin_dir)
         pwfile = self.root / "pw"
         pwfile.write_text(self.password)
-        if self._user is not None:
-            os.chown(pwfile, self._user, nobody.pw_gid)
+        if self._user is not None and self._group is not None:
+            os.chown(pwfile, self._user, self._group)
         self._run(
             "initdb", "-D", str(self.data), "-U", USER, "-A", "scram-sha-256",
             f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C",
