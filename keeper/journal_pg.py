@@ -29,6 +29,8 @@ from psycopg.rows import dict_row
 from keeper.journal import JournalUnavailableError
 
 __all__ = [
+    "IDLE_IN_WRITE_MS",
+    "LOCK_TIMEOUT_MS",
     "WRITE_LOCK",
     "PostgresBackend",
 ]
@@ -39,6 +41,12 @@ log = logging.getLogger(__name__)
 # every replica (b"perpkeep" read as an integer).
 WRITE_LOCK = int.from_bytes(b"perpkeep", "big") & 0x7FFF_FFFF_FFFF_FFFF
 CONNECT_TIMEOUT_S = 5
+# A replica paused inside a write transaction (SIGSTOP, a VM pause) holds the write lock; the
+# server ends such a session after IDLE_IN_WRITE_MS (rolling its transaction back), so the
+# others can write, and take the lease, again. Waiting writers give up after LOCK_TIMEOUT_MS
+# (JournalUnavailableError) instead of hanging. The journal's transactions take milliseconds.
+IDLE_IN_WRITE_MS = 1000
+LOCK_TIMEOUT_MS = 3000
 _KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 5,
@@ -46,6 +54,16 @@ _KEEPALIVES = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,
 }
+
+
+def _lost(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:
+    """The error says the database is out of reach (the connection is gone, the server ended
+    the session, a lock could not be had in time), not that the statement was wrong."""
+    return (
+        isinstance(exc, psycopg.OperationalError | psycopg.errors.IdleInTransactionSessionTimeout)
+        or conn.broken
+        or conn.closed
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -90,6 +108,10 @@ class PostgresBackend:
                 row_factory=dict_row,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name="perp-keeper",
+                options=(
+                    f"-c idle_in_transaction_session_timeout={IDLE_IN_WRITE_MS}"
+                    f" -c lock_timeout={LOCK_TIMEOUT_MS}"
+                ),
                 **extra,
             )
         except psycopg.Error as exc:
@@ -125,8 +147,10 @@ class PostgresBackend:
             return conn.execute(_pg(sql), tuple(args))  # errors surface from write()
         try:
             return conn.execute(_pg(sql), tuple(args))
-        except psycopg.OperationalError as exc:
-            raise self._unavailable(exc, "the connection failed") from None
+        except psycopg.Error as exc:
+            if _lost(exc, conn):
+                raise self._unavailable(exc, "the connection failed") from None
+            raise
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -136,7 +160,9 @@ class PostgresBackend:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not _lost(exc, conn):
+                raise
             raise self._unavailable(
                 exc, "the connection failed during a write (it may or may not have committed)"
             ) from None

@@ -64,6 +64,7 @@ def main() -> int:
         or summary["unjournaled_transactions"]
         or summary["intents_lost"]
         or summary["saveable_positions_liquidated"]
+        or summary["rounds_without_a_new_leader_in_30s"]
     )
     return 1 if bad else 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from keeper.journal import (
     TxKind,
     TxStatus,
 )
-from keeper.lease import Leadership, LeaseSettings
+from keeper.journal_pg import IDLE_IN_WRITE_MS
+from keeper.lease import Change, Leadership, LeaseSettings
 from keeper.testing.postgres import PostgresServer, PostgresUnavailableError
 from tests.journal.test_journal import signer_for
 
@@ -220,5 +222,42 @@ def test_status_lists_the_lease_and_the_replicas(
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
     assert lines["h:1:a"][:3] == ["leader", "1", "40"]
     assert lines["h:2:b"][:3] == ["standby", "-", "41"]
+    a.journal.close()
+    b.journal.close()
+
+
+def test_a_replica_paused_inside_a_write_does_not_hold_the_others_up(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database("paused")
+    settings = LeaseSettings(lease_ms=300)
+    a = Leadership(Journal(url, password=postgres.password), "31337:0xk", settings, owner="a")
+    b = Leadership(Journal(url, password=postgres.password), "31337:0xk", settings, owner="b")
+    a.step(1)
+    entered = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def paused_writer() -> None:
+        try:
+            with a.journal._write(fenced=False):  # the lock is held, then the process stalls
+                entered.set()
+                time.sleep(IDLE_IN_WRITE_MS / 1000 * 2.5)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=paused_writer)
+    thread.start()
+    entered.wait(5)
+    started = time.monotonic()
+    assert b.step(2) is Change.ACQUIRED  # once the server ended a's stalled session
+    waited = time.monotonic() - started
+    assert waited < IDLE_IN_WRITE_MS / 1000 * 2
+    thread.join()
+    [error] = outcome
+    assert isinstance(error, JournalUnavailableError)
+    assert b.epoch == 2
+    assert b.step(3) is None  # b renews
+    assert a.step(3) is Change.LOST  # a connects again and finds b leading
     a.journal.close()
     b.journal.close()

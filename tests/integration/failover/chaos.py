@@ -204,6 +204,9 @@ class ChaosReport:
             "intents_lost": self.lost,
             "saveable_positions_liquidated": self.liquidated,
             "rounds_without_a_top_up": self.missed,
+            "rounds_without_a_new_leader_in_30s": sum(
+                1 for r in self.rounds if r.failover_blocks is None
+            ),
             "failover_blocks": {
                 "p50": pct(0.5),
                 "p99": pct(0.99),
