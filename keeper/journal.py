@@ -614,7 +614,10 @@ class SqliteBackend:
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk errors
+            raise JournalUnavailableError(f"journal {self.path}: {exc}") from None
         try:
             yield
         except BaseException:

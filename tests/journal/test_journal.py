@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from keeper.journal import (
     Journal,
     JournalConflictError,
     JournalError,
+    JournalUnavailableError,
     TxKind,
     TxRecord,
     TxStatus,
@@ -252,3 +254,13 @@ def test_two_connections_share_one_journal(open_journal: Opener) -> None:
     assert (t1.nonce, t2.nonce) == (0, 1)
     one.close()
     two.close()
+
+
+def test_a_writer_locked_out_past_the_busy_timeout_is_told_so(tmp_path: Path) -> None:
+    holder = Journal(tmp_path / "j.sqlite")
+    waiter = Journal(tmp_path / "j.sqlite", busy_timeout_ms=200)
+    with holder._write(), pytest.raises(JournalUnavailableError, match="database is locked"):
+        waiter.open_intent("refex", "p1", "top_up", {})
+    assert waiter.open_intent("refex", "p1", "top_up", {})[1]  # free again
+    holder.close()
+    waiter.close()
