@@ -1289,7 +1289,11 @@ def _print_delegations(report: dict[str, Any]) -> None:
     for row in report["accounts"]:
         state = "active" if row["active"] else "NOT ACTIVE"
         print(f"\naccount {row['account']}: {state}")
-        print(f"  actions left {row['actions_left']}, expires at {row['expires_at']}")
+        if row["actions_left"] is None and row["expires_at"] is None:
+            # Gains: a trading delegate holds until the trader removes it
+            print("  no action count or expiry on this venue: it holds until the trader ends it")
+        else:
+            print(f"  actions left {row['actions_left']}, expires at {row['expires_at']}")
         print(f"  top-ups it can pay now: {row['top_up_left']} {report['token']}")
         for problem in row["problems"]:
             print(f"  ! {problem}")

@@ -406,11 +406,13 @@ async def connect(
     up: headers, WebSocket, IPC), a JsonRpc, or endpoint URLs / IPC paths (failing over in
     order; HTTP through `transport`).
 
-    `venue` is "reference" (`addresses`: exchange and lens) or "gmx" (`preset` "arbitrum" or
-    "avalanche", `addresses` replacing the preset's, or all of them without one). `accounts` are
+    `venue` is "reference" (`addresses`: exchange and lens), "gmx" (`preset` "arbitrum" or
+    "avalanche", `addresses` replacing the preset's, or all of them without one) or "gains"
+    (`preset` "arbitrum", "base", ..., or `addresses` {"diamond": ...}). `accounts` are
     watched; `signer` (a Signer, or an eth-account LocalAccount) is the key that acts, for its
     own positions, or with `delegated` as the delegate of every account (a GMX subaccount, a
-    reference-exchange operator: each grant is checked here, ManualError when one is not active;
+    reference-exchange operator, a Gains trading delegate: each grant is checked here,
+    ManualError when one is not active;
     top-ups are then paid from each account's own wallet); with it, `journal` (default keeper-
     journal.sqlite) records every action, shared with any `keeper run` using the same file.
     `budget_token` names the token the wallet pays top-ups in (needed where positions hold
@@ -462,6 +464,7 @@ async def connect(
                 key,
                 TxConfig(chain_id=actual, fees=FeePolicy(fee_cap)),
                 delayed_venues=[opened.name] if opened.execution is Execution.DELAYED else [],
+                decode_error=opened.decode_error,
             )
         if delegated:
             if key is None or token is None:

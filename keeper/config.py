@@ -50,7 +50,7 @@ KNOWN_CHAINS: Final[Mapping[int, tuple[str, str]]] = {
 CHAIN_KINDS: Final = ("plain", "op", "arbitrum")
 HTTP_TRANSPORTS: Final = ("aiohttp", "web3")
 DEFAULT_TRANSPORT: Final = "aiohttp"
-VENUE_KINDS: Final = ("reference", "gmx")
+VENUE_KINDS: Final = ("reference", "gmx", "gains")
 GMX_PRESETS: Final = ("arbitrum", "avalanche", "botanix", "avalanche-fuji", "arbitrum-sepolia")
 GMX_ADDRESS_KEYS: Final = (
     "data_store",
@@ -63,6 +63,8 @@ GMX_ADDRESS_KEYS: Final = (
     "event_emitter",
 )
 GMX_OPTIONAL_ADDRESS_KEYS: Final = ("subaccount_router",)
+GAINS_PRESETS: Final = ("arbitrum", "base", "polygon", "apechain", "arbitrum-sepolia")
+GAINS_ADDRESS_KEYS: Final = ("diamond",)
 SIGNER_SOURCES: Final = ("keystore", "env", "none")
 ALERT_KINDS: Final = ("webhook", "slack", "discord", "telegram")
 TELEGRAM_API: Final = "https://api.telegram.org"
@@ -547,6 +549,20 @@ def _venue(r: _Reader, data: Mapping[str, Any]) -> VenueConfig | None:
             if ok:
                 addresses[name] = ok
         return VenueConfig(kind=kind, addresses=addresses) if len(addresses) == 2 else None
+    if kind == "gains":
+        r.unknown(t, p, ("kind", "preset", *GAINS_ADDRESS_KEYS))
+        preset = r.choice(t, "preset", p, GAINS_PRESETS, None)
+        for name in GAINS_ADDRESS_KEYS:
+            if name in t:
+                ok = r.address(t[name], f"{p}.{name}")
+                if ok:
+                    addresses[name] = ok
+            elif preset is None:
+                r.fail(
+                    f"{p}.{name}",
+                    f"missing; give the address, or a preset ({', '.join(GAINS_PRESETS)})",
+                )
+        return VenueConfig(kind=kind, addresses=addresses, preset=preset)
     r.unknown(t, p, ("kind", "preset", *GMX_ADDRESS_KEYS, *GMX_OPTIONAL_ADDRESS_KEYS))
     preset = r.choice(t, "preset", p, GMX_PRESETS, None)
     for name in GMX_ADDRESS_KEYS:
@@ -727,6 +743,12 @@ def _budget(r: _Reader, data: Mapping[str, Any], venue_kind: str | None) -> Budg
             f"{p}.token",
             "missing; GMX positions hold any of their market's tokens as collateral: name the "
             'token the wallet pays top-ups in (a symbol such as "USDC", or its address)',
+        )
+    elif venue_kind == "gains" and "token" not in t:
+        r.fail(
+            f"{p}.token",
+            "missing; Gains trades hold any of the diamond's collaterals (USDC, DAI, WETH, ...): "
+            'name the token the wallet pays top-ups in (a symbol such as "USDC", or its address)',
         )
     decimals = r.get(t, "token_decimals", p, int, None)
     if decimals is not None and not 0 <= decimals <= 36:

@@ -27,6 +27,7 @@ from keeper.policy import Budget, MarketThresholds, Thresholds
 from keeper.signer import KeySource, Signer, load_signer
 from keeper.txs import ChainKind, FeePolicy, Rebuild, TxConfig, TxManager
 from keeper.venues.base import Delegates, Delegation, Execution, Venue, VenueError, Watch
+from keeper.venues.gains import GainsDeployment, GainsVenue
 from keeper.venues.gmx import GmxDeployment, GmxVenue, gmx_rebuild
 from keeper.venues.reference import ReferenceVenue
 
@@ -124,8 +125,9 @@ async def open_venue(
     chain_id: int,
     multicall: str | None,
 ) -> Venue:
-    """A venue adapter by kind: "reference" (addresses exchange and lens) or "gmx" (a preset,
-    or every address of a GmxDeployment; with a preset, the addresses given replace its)."""
+    """A venue adapter by kind: "reference" (addresses exchange and lens), "gmx" (a preset,
+    or every address of a GmxDeployment; with a preset, the addresses given replace its) or
+    "gains" (a preset, or the diamond's address; the same rule)."""
     if kind == "reference":
         missing = {"exchange", "lens"} - set(addresses)
         if missing:
@@ -152,7 +154,25 @@ async def open_venue(
                 raise VenueError(f"gmx venue: {exc}") from None
             overrides = {}
         return await GmxVenue.connect(rpc, deployment, overrides=overrides or None)
-    raise StartError(f"venue kind {kind!r}: this build has no adapter for it (reference, gmx)")
+    if kind == "gains":
+        gains_overrides = dict(addresses)
+        if multicall is not None:
+            gains_overrides["multicall"] = multicall
+        if preset is not None:
+            return await GainsVenue.connect(rpc, preset, overrides=gains_overrides)
+        if "diamond" not in gains_overrides:
+            raise VenueError("gains venue: missing the diamond's address (or a preset)")
+        return await GainsVenue.connect(
+            rpc,
+            GainsDeployment(
+                chain_id=chain_id,
+                diamond=gains_overrides.pop("diamond"),
+                multicall=gains_overrides.pop("multicall", MULTICALL3_ADDRESS),
+            ),
+        )
+    raise StartError(
+        f"venue kind {kind!r}: this build has no adapter for it (reference, gmx, gains)"
+    )
 
 
 def pick_token(spec: str | None, tokens: tuple[Token, ...], *, source: str) -> Token:
@@ -362,7 +382,14 @@ async def open_runtime(
         raise StartError(str(exc)) from None
     delayed = [venue.name] if venue.execution is Execution.DELAYED else []
     txs = (
-        TxManager(rpc, journal, signer, tx_config(config), delayed_venues=delayed)
+        TxManager(
+            rpc,
+            journal,
+            signer,
+            tx_config(config),
+            delayed_venues=delayed,
+            decode_error=venue.decode_error,
+        )
         if signer is not None
         else None
     )

@@ -283,7 +283,11 @@ class TxManager:
         *,
         delayed_venues: Collection[str] = (),
         extra_abis: tuple[list[dict[str, Any]], ...] = (),
+        decode_error: Callable[[bytes], RevertReason] | None = None,
     ) -> None:
+        """`decode_error`: the venue's decoder of revert data (`Venue.decode_error`), so that a
+        simulation's revert is named by the venue's own errors; without it reverts are decoded
+        with the shipped ABIs and `extra_abis`."""
         self.rpc = rpc
         self.journal = journal
         self.signer = signer
@@ -291,6 +295,7 @@ class TxManager:
         self.sender = signer.address
         self.delayed_venues = frozenset(delayed_venues)
         self.extra_abis = extra_abis
+        self.decode_error = decode_error
         # replicas: called right before each broadcast; raises JournalFencedError when this
         # process no longer holds the leader lease (keeper.lease.Leadership.check)
         self.guard: Callable[[], None] | None = None
@@ -310,6 +315,12 @@ class TxManager:
             raise RpcError("eth_feeHistory", f"answer is not an object: {history!r:.80}")
         return price_fees(history, p)
 
+    def _revert(self, exc: RpcResponseError) -> RevertReason:
+        data = revert_data(exc)
+        if self.decode_error is not None and data is not None:
+            return self.decode_error(data)
+        return decode_revert(data, self.extra_abis)
+
     async def simulate(self, request: TxRequest) -> RevertReason | None:
         """eth_call the request as the sender: None if it succeeds, else the decoded revert."""
         try:
@@ -323,7 +334,7 @@ class TxManager:
         except RpcResponseError as exc:
             if not is_revert(exc):
                 raise
-            return decode_revert(revert_data(exc), self.extra_abis)
+            return self._revert(exc)
         return None
 
     async def estimate_gas(self, request: TxRequest) -> int:
@@ -415,7 +426,7 @@ class TxManager:
         except RpcResponseError as exc:
             if not is_revert(exc):
                 raise
-            revert = decode_revert(revert_data(exc), self.extra_abis)
+            revert = self._revert(exc)
             return self._fail(intent.id, Failure.SIMULATION_REVERTED, revert.message, revert=revert)
         try:
             fees = await self.fees()

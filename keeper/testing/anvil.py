@@ -26,6 +26,10 @@ INSTALL_HINT = (
     "or set KEEPER_ANVIL to the anvil binary."
 )
 
+ARBSYS = "0x0000000000000000000000000000000000000064"
+ARBSYS_STAND_IN = "0x4360005260206000f3"  # NUMBER PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
+ARB_BLOCK_NUMBER = "0xa3b1b31d"  # ArbSys.arbBlockNumber()
+
 # Where scripts/bootstrap installs anvil in a checkout.
 LOCAL_ANVIL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "anvil"
 
@@ -248,6 +252,27 @@ class Anvil:
 
     def rpc(self, method: str, *params: Any) -> Any:
         return rpc_request(self.url, method, params)
+
+    def stand_in_arbsys(self) -> None:
+        """On a fork of an Arbitrum chain: puts at ArbSys (0x64) a stand-in answering every
+        call with `block.number`, and checks that it answers the L2 block number.
+
+        Contracts on Arbitrum (GMX's Chain.currentBlockNumber, Gains' block numbers) read the
+        L2 block from ArbSys.arbBlockNumber(), a precompile Anvil 1.7.1 does not provide on
+        forks (foundry-rs/foundry#5085, fixed by #15666 in later Anvils); Anvil serves
+        `block.number` as the L2 number once it has mined a block of its own
+        (foundry-rs/foundry#16768), so this mines one first. AnvilError when the stand-in
+        answers something else (an Anvil that differs: one with ArbSys on forks needs none)."""
+        self.rpc("anvil_setCode", ARBSYS, ARBSYS_STAND_IN)
+        self.rpc("anvil_mine", "0x1")
+        head = int(self.rpc("eth_blockNumber"), 16)
+        answer = self.rpc("eth_call", {"to": ARBSYS, "data": ARB_BLOCK_NUMBER}, "latest")
+        l2 = int(str(answer), 16)
+        if abs(l2 - head) > 1:
+            raise AnvilError(
+                f"on this Anvil fork ArbSys.arbBlockNumber() answers {l2} at L2 block {head}: "
+                "contracts reading the L2 block from ArbSys would see a wrong one"
+            )
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

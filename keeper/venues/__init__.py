@@ -3,6 +3,9 @@
 - `base`: the `Venue` protocol and the venue-neutral types it speaks (`Watch`, `VenueRead`,
   `TxRequest`, `TxPlan`, `MinedTx`, `ActionState`, `PoolState`).
 - `reference`: our reference exchange (contracts/src), isolated and cross margin.
+- `gmx`: GMX v2 (orders executed later by GMX's keepers); `gmx_math`: its pure math.
+- `gains`: Gains Network gTrade (one diamond per chain; market actions answered later by
+  its oracles); `gains_math`: its liquidation rule in integers.
 - `codec`: fast ABI coding for the shapes read thousands of times per tick.
 """
 

@@ -1,1 +1,2 @@
-"""Conformance tests: the GMX adapter held to GMX's own SDK (@gmx-io/sdk) run under node."""
+"""Conformance tests: the venue adapters held to the venues' own SDKs run under node (GMX's
+@gmx-io/sdk, Gains Network's @gainsnetwork/sdk); sdk.py holds what they share."""

@@ -19,12 +19,15 @@ from tests.conformance.gmx_sdk import (
     NOT_IN_SDK,
     SDK_ABI_OF,
     SUMMARY,
-    AbiItem,
     SdkDump,
     adapter_items,
+)
+from tests.conformance.sdk import (
+    AbiItem,
     canonical,
     canonical_components,
     components_text,
+    first_difference,
     signature,
     structs_in,
 )
@@ -46,21 +49,6 @@ def _item_param(item: AbiItem) -> Any:
     if SDK_ABI_OF.get(item.contract, "") is None:
         return pytest.param(item, id=f"{item.id}-no-SDK-ABI")
     return pytest.param(item, id=item.id)
-
-
-def _first_difference(ours: Any, theirs: Any, path: str = "") -> str:
-    """Where two canonical ABI values first differ, e.g. "inputs[0].components[3].type"."""
-    if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
-        for key in sorted(set(ours) | set(theirs)):
-            if ours.get(key) != theirs.get(key):
-                return _first_difference(ours.get(key), theirs.get(key), f"{path}.{key}")
-    if isinstance(ours, list) and isinstance(theirs, list):
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
-            if a != b:
-                return _first_difference(a, b, f"{path}[{i}]")
-        if len(ours) != len(theirs):
-            return f"{path}: {len(ours)} entries here, {len(theirs)} in the SDK"
-    return f"{path.lstrip('.')}: {ours!r} here, {theirs!r} in the SDK"
 
 
 def _sdk_entries(dump: SdkDump, item: AbiItem) -> tuple[list[str], list[Mapping[str, Any]]]:
@@ -121,7 +109,7 @@ def test_abi_item_matches_sdk(item: AbiItem, sdk_dump: SdkDump) -> None:
     lines.append(f"  adapter: {signature(item.entry)}")
     for e in found:
         lines.append(f"  SDK:     {signature(e)}")
-        lines.append(f"           first difference: {_first_difference(ours, canonical(e))}")
+        lines.append(f"           first difference: {first_difference(ours, canonical(e))}")
     pytest.fail("\n".join(lines))
 
 
@@ -166,7 +154,7 @@ def test_struct_matches_sdk(struct: str, sdk_dump: SdkDump) -> None:
         [f"struct {struct} differs from the SDK:", f"  adapter: {components_text(ours_all[0])}"]
         + [
             f"  SDK {n}: {components_text(p)}\n"
-            f"    first difference: {_first_difference(ours, canonical_components(p))}"
+            f"    first difference: {first_difference(ours, canonical_components(p))}"
             for n, p in wrong
         ]
     )

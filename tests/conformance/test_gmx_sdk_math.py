@@ -57,7 +57,8 @@ from keeper.venues.gmx_math import (
     position_key,
     position_pnl_usd,
 )
-from tests.conformance.gmx_sdk import SUMMARY, JsNumber, Sdk, run_math
+from tests.conformance.gmx_sdk import SUMMARY, run_math
+from tests.conformance.sdk import JsNumber, Sdk
 
 SEED = 20_250_607
 CASES = 1_600
