@@ -28,13 +28,16 @@ venue never signs or sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from keeper.chain.revert import RevertReason
+from eth_utils.address import to_checksum_address
+
+from keeper.chain.multicall import CallResult
+from keeper.chain.revert import RevertReason, decode_revert
 from keeper.chain.rpc import ChainReads
 from keeper.model import Action, Market, Snapshot, Token
 from keeper.units import TokenAmount, Usd
@@ -59,6 +62,8 @@ __all__ = [
     "VenueError",
     "VenueRead",
     "Watch",
+    "call_data",
+    "checked_address",
     "limit_problems",
     "sync_action_state",
 ]
@@ -73,6 +78,29 @@ class VenueError(Exception):
 
 class VenueDecodeError(VenueError):
     """A call's return data is not what the venue's ABI says (a malformed or cut answer)."""
+
+
+def checked_address(address: str, what: str) -> str:
+    """`address` checksummed; VenueError naming `what` when it is not a 0x-prefixed 20-byte
+    hex address."""
+    try:
+        if not address.startswith("0x") or len(bytes.fromhex(address[2:])) != 20:
+            raise ValueError
+        return to_checksum_address(address)
+    except ValueError:
+        raise VenueError(f"{what}: not an address: {address!r}") from None
+
+
+def call_data(
+    result: CallResult,
+    what: str,
+    decode: Callable[[bytes], RevertReason] = decode_revert,
+) -> bytes:
+    """A batched call's return data; VenueDecodeError naming `what` and the revert (decoded by
+    `decode`, the venue's decoder) when the call failed."""
+    if not result.success:
+        raise VenueDecodeError(f"{what} reverted: {decode(result.data).message}")
+    return result.data
 
 
 class Execution(StrEnum):

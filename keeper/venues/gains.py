@@ -100,6 +100,8 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    call_data,
+    checked_address,
     pin_block,
 )
 from keeper.venues.codec import ContractFn
@@ -534,19 +536,11 @@ def order_of(logs: Sequence[Any], diamond: str) -> OrderRef | None:
 # --- the adapter -------------------------------------------------------------------------------
 
 
-def _checksum(address: str, what: str) -> str:
-    try:
-        if not address.startswith("0x") or len(bytes.fromhex(address[2:])) != 20:
-            raise ValueError
-        return to_checksum_address(address)
-    except ValueError:
-        raise VenueError(f"{what}: not an address: {address!r}") from None
+_checksum = checked_address
 
 
 def _ok(result: CallResult, what: str) -> bytes:
-    if not result.success:
-        raise VenueDecodeError(f"{what} reverted: {decode_gains_error(result.data).message}")
-    return result.data
+    return call_data(result, what, decode_gains_error)
 
 
 def _one(fn: ContractFn, result: CallResult, what: str) -> Any:

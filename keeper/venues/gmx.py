@@ -100,6 +100,8 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    call_data,
+    checked_address,
     limit_problems,
     pin_block,
 )
@@ -938,19 +940,8 @@ def event_strings(data: bytes, log2: bool = True) -> dict[str, str]:
 # --- the adapter -----------------------------------------------------------------------------
 
 
-def _checksum(address: str, what: str) -> str:
-    try:
-        if not address.startswith("0x") or len(bytes.fromhex(address[2:])) != 20:
-            raise ValueError
-        return to_checksum_address(address)
-    except ValueError:
-        raise VenueError(f"{what}: not an address: {address!r}") from None
-
-
-def _ok(result: CallResult, what: str) -> bytes:
-    if not result.success:
-        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
-    return result.data
+_checksum = checked_address
+_ok = call_data
 
 
 def _uint(result: CallResult, what: str) -> int:

@@ -104,6 +104,8 @@ from keeper.venues.base import (
     VenueError,
     VenueRead,
     Watch,
+    call_data,
+    checked_address,
     limit_problems,
     pin_block,
     sync_action_state,
@@ -397,10 +399,8 @@ def map_position(
     )
 
 
-def _ok(result: CallResult, what: str) -> bytes:
-    if not result.success:
-        raise VenueDecodeError(f"{what} reverted: {decode_revert(result.data).message}")
-    return result.data
+_ok = call_data
+_checksum = checked_address
 
 
 class _ListAnswer:
@@ -1159,15 +1159,6 @@ class ReferenceVenue:
         if found is None:
             found = self._checksums[address] = _checksum(address, what)
         return found
-
-
-def _checksum(address: str, what: str) -> str:
-    try:
-        if len(bytes.fromhex(address.removeprefix("0x"))) != 20 or not address.startswith("0x"):
-            raise ValueError
-        return to_checksum_address(address)
-    except ValueError:
-        raise VenueError(f"{what}: not an address: {address!r}") from None
 
 
 _Leg = tuple[int, str, Side, MarginMode, bool]
