@@ -69,6 +69,14 @@ SIGNER_SOURCES: Final = ("keystore", "env", "none")
 ALERT_KINDS: Final = ("webhook", "slack", "discord", "telegram")
 TELEGRAM_API: Final = "https://api.telegram.org"
 SEVERITIES: Final = ("info", "warning", "critical")
+RPC_CALL_KINDS: Final = ("head", "read", "call", "logs", "send")  # keeper.chain.timeouts.CallKind
+RPC_TIMEOUT_KEYS: Final = (
+    "timeout_floor_s",
+    "timeout_cap_s",
+    "timeout_multiple",
+    "timeout_initial_s",
+)
+MAX_RPC_TIMEOUT_S: Final = Decimal(600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +217,42 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RpcTimeoutConfig:
+    """One kind of call's request timeout: `multiple` times the endpoint's recent p99 latency
+    for that kind, within [`floor_s`, `cap_s`]; `initial_s` (None: 2 s, or the floor or the cap
+    when 2 s is outside them) until the endpoint has answered enough such calls
+    (keeper/chain/timeouts.py)."""
+
+    floor_s: Decimal = Decimal("0.25")
+    cap_s: Decimal = Decimal(10)
+    multiple: Decimal = Decimal(4)
+    initial_s: Decimal | None = None
+
+
+def _default_rpc_timeouts() -> dict[str, RpcTimeoutConfig]:
+    return dict.fromkeys(RPC_CALL_KINDS, RpcTimeoutConfig())
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    """[rpc]: how requests to the endpoints of chain.rpc are timed and spread.
+
+    ``timeout_floor_s`` / ``timeout_cap_s`` / ``timeout_multiple`` / ``timeout_initial_s`` set
+    `RpcTimeoutConfig` for every kind of call; a sub-table per kind (``[rpc.call]``,
+    ``[rpc.logs]``, ...; kinds: head, read, call, logs, send) overrides them for that kind.
+    `hedge`: a read not answered within the endpoint's recent p95 (at least `hedge_floor_s`)
+    is also sent to the next endpoint (a healthy one first), the first answer winning.
+    `broadcast`: a transaction is sent to every endpoint at once, the first acceptance
+    counting (keeper/chain/rpc.py).
+    """
+
+    timeouts: Mapping[str, RpcTimeoutConfig] = field(default_factory=_default_rpc_timeouts)
+    hedge: bool = True
+    hedge_floor_s: Decimal = Decimal("0.05")
+    broadcast: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class LeaderConfig:
     """[leader]: replicas with the same chain and signer share one journal, and the one that
     holds the lease acts. The leader renews it every block (and every third of its length
@@ -248,6 +292,8 @@ class Config:
     this many blocks, and alerted on when lost or soon unusable."""
     leader: LeaderConfig | None = None
     """[leader]: the lease that lets one of several replicas act (None: no lease)."""
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    """[rpc]: request timeouts from each endpoint's latency, hedged reads, broadcast sends."""
 
     @property
     def sends(self) -> bool:
@@ -877,6 +923,7 @@ TOP_LEVEL: Final = (
     "keeper",
     "leader",
     "chain",
+    "rpc",
     "venue",
     "accounts",
     "signer",
@@ -910,6 +957,76 @@ def _journal(r: _Reader, k: Mapping[str, Any], base: Path) -> JournalTarget | No
     except ValueError as exc:
         r.fail("keeper.journal", str(exc))  # the URL itself is never repeated: it may hold a secret
         return None
+
+
+def _rpc_timeout(
+    r: _Reader, t: Mapping[str, Any], p: str, base: RpcTimeoutConfig
+) -> RpcTimeoutConfig:
+    """The timeout keys of table `t` at key path `p`, those left out taken from `base`."""
+
+    def seconds(name: str, default: Decimal | None) -> Decimal | None:
+        value = r.decimal(t, name, p, default)
+        if value is not None and not 0 < value <= MAX_RPC_TIMEOUT_S:
+            r.fail(f"{p}.{name}", f"expected seconds > 0 and <= {MAX_RPC_TIMEOUT_S}, got {value}")
+            return None
+        return value
+
+    floor = seconds("timeout_floor_s", base.floor_s)
+    cap = seconds("timeout_cap_s", base.cap_s)
+    initial = seconds("timeout_initial_s", base.initial_s)
+    multiple = r.decimal(t, "timeout_multiple", p, base.multiple)
+    if multiple is not None and not 1 <= multiple <= 100:
+        r.fail(f"{p}.timeout_multiple", f"expected a factor from 1 to 100, got {multiple}")
+        multiple = None
+    if floor is not None and cap is not None and cap < floor:
+        r.fail(f"{p}.timeout_cap_s", f"must be >= timeout_floor_s ({floor}), got {cap}")
+    elif (
+        initial is not None
+        and floor is not None
+        and cap is not None
+        and not floor <= initial <= cap
+    ):
+        r.fail(
+            f"{p}.timeout_initial_s",
+            f"expected seconds from timeout_floor_s ({floor}) to timeout_cap_s ({cap}), "
+            f"got {initial}",
+        )
+    return RpcTimeoutConfig(
+        floor_s=floor or base.floor_s,
+        cap_s=cap or base.cap_s,
+        multiple=multiple or base.multiple,
+        initial_s=initial,
+    )
+
+
+def _rpc(r: _Reader, data: Mapping[str, Any]) -> RpcConfig:
+    p = "rpc"
+    t = r.table(data, "rpc", "")
+    r.unknown(t, p, (*RPC_TIMEOUT_KEYS, "hedge", "hedge_floor_s", "broadcast", *RPC_CALL_KINDS))
+    base = _rpc_timeout(r, t, p, RpcTimeoutConfig())
+    timeouts: dict[str, RpcTimeoutConfig] = {}
+    for kind in RPC_CALL_KINDS:
+        if kind not in t:
+            timeouts[kind] = base
+            continue
+        sub = r.table(t, kind, p)
+        r.unknown(sub, f"{p}.{kind}", RPC_TIMEOUT_KEYS)
+        timeouts[kind] = _rpc_timeout(r, sub, f"{p}.{kind}", base)
+    hedge = r.get(t, "hedge", p, bool, True)
+    hedge_floor = r.decimal(t, "hedge_floor_s", p, Decimal("0.05"))
+    if hedge_floor is not None and not 0 <= hedge_floor <= MAX_RPC_TIMEOUT_S:
+        r.fail(
+            f"{p}.hedge_floor_s",
+            f"expected seconds >= 0 and <= {MAX_RPC_TIMEOUT_S}, got {hedge_floor}",
+        )
+        hedge_floor = None
+    broadcast = r.get(t, "broadcast", p, bool, True)
+    return RpcConfig(
+        timeouts=timeouts,
+        hedge=bool(hedge) if hedge is not None else True,
+        hedge_floor_s=Decimal("0.05") if hedge_floor is None else hedge_floor,
+        broadcast=bool(broadcast) if broadcast is not None else True,
+    )
 
 
 def _leader(
@@ -966,6 +1083,7 @@ def parse(
         zero_ok=True,
     )
     chain = _chain(r, data, base)
+    rpc = _rpc(r, data)
     venue = _venue(r, data)
     accounts = _accounts(r, data)
     accounts_table = r.table(data, "accounts", "")
@@ -1002,6 +1120,7 @@ def parse(
         leader=leader,
         halt_file=(base / halt) if halt else None,
         chain=chain,
+        rpc=rpc,
         venue=venue,
         accounts=accounts,
         delegated=bool(delegated),
@@ -1037,6 +1156,7 @@ def describe(config: Config) -> Iterator[str]:
     yield f"mode: {c.mode}{' (dry run)' if c.dry_run else ''}"
     endpoints = ", ".join(c.chain.rpc_labels)
     yield f"chain: {c.chain.name} (id {c.chain.chain_id}, {c.chain.kind}) via {endpoints}"
+    yield f"rpc: {describe_rpc(c.rpc)}"
     preset = f" preset {c.venue.preset}" if c.venue.preset else ""
     yield f"venue: {c.venue.kind} {dict(c.venue.addresses)}{preset}"
     yield f"accounts: {len(c.accounts)} watched"
@@ -1054,3 +1174,20 @@ def describe(config: Config) -> Iterator[str]:
     yield f"alerts: {', '.join(s.label for s in c.alerts) or 'none'}"
     if c.metrics:
         yield f"metrics: {c.metrics.host}:{c.metrics.port}"
+
+
+def describe_rpc(rpc: RpcConfig) -> str:
+    """[rpc] in a line: the timeouts per kind of call (kinds alike shown once), hedging and
+    broadcasting."""
+    groups: dict[RpcTimeoutConfig, list[str]] = {}
+    for kind, t in rpc.timeouts.items():
+        groups.setdefault(t, []).append(kind)
+    parts = []
+    for t, kinds in groups.items():
+        first = t.initial_s if t.initial_s is not None else min(max(Decimal(2), t.floor_s), t.cap_s)
+        start = f", {first}s at first"
+        where = "" if len(groups) == 1 else f"{'/'.join(kinds)} "
+        parts.append(f"{where}{t.multiple}x p99 within {t.floor_s}-{t.cap_s}s{start}")
+    hedge = f"reads hedged after p95 (>= {rpc.hedge_floor_s}s)" if rpc.hedge else "no hedging"
+    send = "sends to every endpoint" if rpc.broadcast else "sends to one endpoint"
+    return f"timeouts {'; '.join(parts)}; {hedge}; {send}"

@@ -394,6 +394,21 @@ class KeeperMetrics:
         latency = HistogramMetricFamily(
             f"{ns}_rpc_latency_seconds", "JSON-RPC request latency", labels=["endpoint"]
         )
+        hedges = CounterMetricFamily(
+            f"{ns}_rpc_hedges",
+            "Reads also sent to this endpoint because the one asked first was slow",
+            labels=["endpoint"],
+        )
+        hedge_wins = CounterMetricFamily(
+            f"{ns}_rpc_hedge_wins",
+            "Hedged reads this endpoint answered first",
+            labels=["endpoint"],
+        )
+        timeouts = GaugeMetricFamily(
+            f"{ns}_rpc_timeout_seconds",
+            "The timeout the next request would get, by endpoint and kind of call",
+            labels=["endpoint", "kind"],
+        )
         for s in self._rpc:
             requests.add_metric([s.label], float(s.requests))
             answers.add_metric([s.label], float(s.answers))
@@ -409,7 +424,11 @@ class KeeperMetrics:
             if buckets and buckets[-1][0] != "+Inf":
                 buckets.append(("+Inf", float(s.requests)))
             latency.add_metric([s.label], buckets, s.latency_sum)
-        yield from (requests, answers, errors, healthy, head, latency)
+            hedges.add_metric([s.label], float(s.hedges))
+            hedge_wins.add_metric([s.label], float(s.hedge_wins))
+            for kind, seconds in sorted(s.timeouts.items()):
+                timeouts.add_metric([s.label, kind], seconds)
+        yield from (requests, answers, errors, healthy, head, latency, hedges, hedge_wins, timeouts)
 
 
 class _Computed(Collector):

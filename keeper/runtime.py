@@ -17,7 +17,8 @@ from keeper.chain.blocks import BlockStream
 from keeper.chain.jsonrpc import RpcError
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import FailoverRpc
-from keeper.config import Config, ConfigError, Problem
+from keeper.chain.timeouts import TimeoutPolicy
+from keeper.config import Config, ConfigError, Problem, RpcTimeoutConfig
 from keeper.journal import Journal, JournalError, open_journal
 from keeper.lease import Leadership, LeaseSettings, lease_scope
 from keeper.loop import Keeper, LoopSettings, SequencerFeed, TickReport, sequencer_hold
@@ -80,9 +81,27 @@ def key_source(config: Config, *, prompt: bool = False) -> KeySource:
 
 
 def rpc_for(config: Config) -> FailoverRpc:
-    """The config's endpoints behind one failover client (HTTP through `chain.transport`)."""
+    """The config's endpoints behind one failover client (HTTP through `chain.transport`), with
+    [rpc]'s timeouts, hedging and broadcasting."""
+    r = config.rpc
     return FailoverRpc(
-        list(config.chain.rpc), max_lag=config.chain.lag_blocks, transport=config.chain.transport
+        list(config.chain.rpc),
+        max_lag=config.chain.lag_blocks,
+        transport=config.chain.transport,
+        timeouts={kind: timeout_policy(t) for kind, t in r.timeouts.items()},
+        hedge=r.hedge,
+        hedge_floor=float(r.hedge_floor_s),
+        broadcast=r.broadcast,
+    )
+
+
+def timeout_policy(t: RpcTimeoutConfig) -> TimeoutPolicy:
+    """A kind of call's timeouts from [rpc] (seconds as floats: they only time requests)."""
+    return TimeoutPolicy(
+        floor=float(t.floor_s),
+        cap=float(t.cap_s),
+        multiple=float(t.multiple),
+        initial=None if t.initial_s is None else float(t.initial_s),
     )
 
 

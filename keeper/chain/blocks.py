@@ -13,8 +13,10 @@ mismatch, same height with another hash, or a shorter chain) comes with `reorg=T
 head it replaces. When a jump hides the link, the block at the previous head's height is
 fetched to check it is still the same.
 
-Given a `FailoverRpc`, every `refresh_heads_every`-th poll first asks all endpoints for their
-heads (`refresh_heads()`), so that a lagging preferred endpoint is noticed and passed over.
+Given a `FailoverRpc`, every `refresh_heads_every`-th poll also asks all endpoints for their
+heads (`refresh_heads()`), so that a lagging preferred endpoint is noticed and passed over
+from the next poll on. The refresh runs beside the poll, not before it: an endpoint that hangs
+holds up the refresh (until its timeout), never the head.
 
 An endpoint that answers with an older head than one already seen (a lagging node behind a
 failover client) is not a reorg: the previous head is looked up, and if it is still there the
@@ -36,6 +38,8 @@ from typing import Protocol, Self
 
 from keeper.chain.jsonrpc import JsonRpc, RpcBlockUnavailableError, RpcError
 from keeper.chain.rpc import BlockHeader, ChainReads, Reads
+
+__all__ = ["BlockStream", "BlockStreamStalledError", "HeadSource", "NewHead", "next_head"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,7 @@ class BlockStream:
         self._pushed: BlockHeader | None = None  # newest header the socket delivered
         self._pushed_event = asyncio.Event()
         self._ws_task: asyncio.Task[None] | None = None
+        self._refresh: asyncio.Future[object] | None = None
 
     def __aiter__(self) -> AsyncIterator[NewHead]:
         return self
@@ -150,6 +155,11 @@ class BlockStream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        refresh, self._refresh = self._refresh, None
+        if refresh is not None and not refresh.done():
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
 
     async def next(self) -> NewHead:
         """The next new head: waits for one; skips to the newest when behind."""
@@ -223,8 +233,10 @@ class BlockStream:
                 refresh is not None
                 and self.refresh_heads_every
                 and (self.polls % self.refresh_heads_every == 1 or self.refresh_heads_every == 1)
+                and (self._refresh is None or self._refresh.done())
             ):
-                await refresh()
+                self._refresh = asyncio.ensure_future(refresh())
+                self._refresh.add_done_callback(_refreshed)
             return await self.reads.get_block("latest")
         except RpcError as exc:
             self.errors += 1
@@ -280,3 +292,10 @@ class BlockStream:
             self.ws_reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+def _refreshed(task: asyncio.Future[object]) -> None:
+    """A head refresh ended: its failure, if any, is logged (it answers None per endpoint that
+    failed, so this is only for the unexpected)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("head refresh failed: %s", task.exception())

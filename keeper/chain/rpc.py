@@ -1,4 +1,5 @@
-"""JSON-RPC over several endpoints: failover, head tracking, retries of reads, pinned-block reads.
+"""JSON-RPC over several endpoints: failover, head tracking, retries of reads, pinned-block reads,
+timeouts from each endpoint's recent latency, hedged reads and broadcast sends.
 
 `FailoverRpc(urls)` implements `JsonRpc`. What it does with a call depends on the method:
 
@@ -8,16 +9,47 @@
   whole pass over the endpoints that failed that way is retried by tenacity, with backoff.
   Errors that are the caller's (a revert, invalid params, ...) and refusals for gas or size
   are raised at once, from the first endpoint that gave them.
-- Everything else (eth_sendRawTransaction above all) goes to one endpoint, never retried.
+- Hedging (`hedge=True`, the default): a read not answered within the endpoint's recent p95
+  latency for its kind of call (at least `hedge_floor`; `hedge_initial` until it has
+  history) is also sent to the next endpoint in order (a healthy one, unless all the others
+  are cooling down: better one in trouble a moment ago than waiting out a hang), with the
+  same parameters (so at the same block number when pinned). The first valid answer wins;
+  the other request is left to finish in the background within its own timeout, so that its
+  failure still counts (a hang times out and cools its endpoint down); its latency is not
+  learnt (`EndpointStats.hedges`, `hedge_wins`). At most two requests of one read are in
+  flight; one that fails is replaced by the next endpoint at once, as without hedging.
+- eth_sendRawTransaction with `broadcast=True` (the default) goes to every endpoint at once,
+  those cooling down included (a send is rare, the same signed bytes are harmless to repeat,
+  and a cooldown may be a moment's trouble: waiting on the one healthy endpoint that hangs
+  is what broadcasting is for). The first that accepts it (a hash, or "already known" /
+  "known transaction" / "already imported": it has these very bytes) makes the send a
+  success, returned at once; the other sends finish in the background within their
+  timeouts, their answers counted in the stats only (a "nonce too low" after another
+  endpoint took the transaction is that transaction, mined). When none accepts: if any may
+  have received it (timeout, dropped connection, 5xx, garbage, a node error),
+  `RpcSendOutcomeUnknownError` with the transaction's hash, for the transaction manager to
+  look up; else the first rejection in endpoint order (nonce too low, underpriced, ...),
+  raised as the node gave it; else (it certainly reached none: refused, HTTP 429) the last
+  endpoint's error. It is one transaction throughout: the same signed bytes, one hash.
+- Everything else (and sends with `broadcast=False`) goes to one endpoint, never retried.
   It moves to the next endpoint only when the request certainly did not arrive (the
   connection could not be opened, or HTTP 429). A send whose fate is unknown (timeout,
   connection dropped, 5xx, garbage) raises `RpcSendOutcomeUnknownError` carrying the
   transaction hash, for the transaction manager to look up.
 - A read at a block number (eth_call, eth_getBalance, ... with a number as the block
-  parameter, or `request(..., block=N)`) is "pinned": an endpoint whose tracked head is below N
+  parameter, or `request(..., block=N)`, which also puts N in place of a block tag in the
+  parameters) is "pinned": an endpoint whose tracked head is below N
   is skipped for that read (its head is asked once more first, as it may be stale), and an
   endpoint that answers "header not found" / "unknown block" / null is skipped as well and
   its head lowered. When none has block N, `RpcBlockUnavailableError`.
+
+Timeouts (keeper/chain/timeouts.py): every request is bounded by the endpoint's own recent
+latency for its kind of call (`CallKind`: head, read, call, logs, send): `TimeoutPolicy`'s
+multiple of the p99 of its last answers, within a floor and a cap; a short initial timeout
+(2 s unless configured) until enough answers are in; doubled after each timeout in a row
+there, up to the cap, and back once it answers: a call slower than its history (a big first
+batch, a bigger batch) times out once or twice and then gets its answer, which teaches the
+window.
 
 Each endpoint's head is learnt from what it answers (eth_blockNumber, latest blocks, pinned
 reads) and from `refresh_heads()`. An endpoint more than `max_lag` blocks behind the furthest
@@ -25,7 +57,8 @@ one goes to the back of the line. An endpoint that failed is cooled down (expone
 and tried after the others until it answers again.
 
 `stats()` returns per-endpoint counts as plain data: requests, answers, errors by kind,
-skipped pinned reads, latency sum / max / cumulative buckets (Prometheus-style), head.
+skipped pinned reads, latency sum / max / cumulative buckets (Prometheus-style), head, hedges,
+and per kind of call the recent p95 / p99 and the timeout the next request would get.
 
 Why raw aiohttp and not web3's AsyncHTTPProvider underneath: failover needs the HTTP status,
 the raw error object and whether a request could have arrived, per endpoint; web3's provider
@@ -45,7 +78,7 @@ import logging
 import math
 import time
 from binascii import a2b_hex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -66,6 +99,39 @@ from keeper.chain.jsonrpc import (
     request_data,
     transaction_hash,
 )
+from keeper.chain.timeouts import (
+    DEFAULT_FLOOR,
+    DEFAULT_WINDOW,
+    CallKind,
+    LatencyWindow,
+    TimeoutPolicy,
+    call_kind,
+)
+
+__all__ = [
+    "BLOCK_PARAM_INDEX",
+    "FAILOVER_KINDS",
+    "LATENCY_BUCKETS",
+    "READ_METHODS",
+    "SEND_METHOD",
+    "TRANSPORTS",
+    "UNHEALTHY_KINDS",
+    "BlockHeader",
+    "BlockId",
+    "ChainReads",
+    "CountingRpc",
+    "EndpointStats",
+    "ErrorKind",
+    "FailoverRpc",
+    "Reads",
+    "Timeouts",
+    "block_param",
+    "classify_error",
+    "make_endpoint",
+    "order_endpoints",
+    "pinned_block",
+    "should_fail_over",
+]
 
 log = logging.getLogger(__name__)
 
@@ -370,18 +436,32 @@ class EndpointStats:
     head: int | None = None
     healthy: bool = True
     consecutive_failures: int = 0
+    hedges: int = 0  # reads sent here because the endpoint asked first was slow to answer
+    hedge_wins: int = 0  # of those, answered here first
+    # CallKind value -> seconds, over the recent answers (kinds with any answers)
+    p95: dict[str, float] = field(default_factory=dict)
+    p99: dict[str, float] = field(default_factory=dict)
+    # CallKind value -> the timeout (s) the next request of that kind would get (first pass)
+    timeouts: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> EndpointStats:
         return dataclasses.replace(
-            self, errors=dict(self.errors), latency_buckets=dict(self.latency_buckets)
+            self,
+            errors=dict(self.errors),
+            latency_buckets=dict(self.latency_buckets),
+            p95=dict(self.p95),
+            p99=dict(self.p99),
+            timeouts=dict(self.timeouts),
         )
 
 
 class _Endpoint:
-    def __init__(self, client: JsonRpc, label: str) -> None:
+    def __init__(self, client: JsonRpc, label: str, window: int) -> None:
         self.client = client
         self.stats = EndpointStats(label=label)
         self.cooldown_until = 0.0
+        self.latency = {kind: LatencyWindow(window) for kind in CallKind}
+        self.backoff = dict.fromkeys(CallKind, 0)  # timeouts in a row, per kind
 
     @property
     def label(self) -> str:
@@ -562,17 +642,42 @@ def make_endpoint(spec: str, *, timeout: float = 10.0, transport: str = "aiohttp
     return web3_endpoint(spec, timeout=timeout)
 
 
+class _SkippedError(Exception):
+    """A pinned read not sent to an endpoint, or answered with null: it lacks the block."""
+
+
+class _Waited:
+    """Whether someone still waits for a request's answer: only then is its latency learnt
+    (keeper/chain/timeouts.py says why)."""
+
+    __slots__ = ("waited",)
+
+    def __init__(self) -> None:
+        self.waited = True
+
+
+_KNOWN_TX = ("already known", "known transaction", "already imported")
+Timeouts = TimeoutPolicy | Mapping[CallKind | str, TimeoutPolicy]
+"""FailoverRpc's `timeouts`: one policy for every kind of call, or one per kind."""
+
+
 class FailoverRpc(ChainReads):
     """Several endpoints behind one `JsonRpc`; see the module's docstring for the rules.
 
     `endpoints` are URLs or IPC paths (`make_endpoint`: http(s):// an `HttpJsonRpc`, or a
     `Web3Rpc` over web3's AsyncHTTPProvider with `transport="web3"`; ws(s):// and IPC paths a
-    `Web3Rpc` over web3's WebSocketProvider / AsyncIPCProvider), each with `timeout`, or ready
-    JsonRpc objects (a `Web3Rpc` around an AsyncWeb3 of your own, say). `attempts` is how
-    many passes over the endpoints a read gets; `max_lag` how many
-    blocks behind the furthest endpoint one may be before it is used only after the others;
-    failed endpoints cool down for `cooldown` seconds, doubling per consecutive failure up to
-    `max_cooldown`.
+    `Web3Rpc` over web3's WebSocketProvider / AsyncIPCProvider), or ready JsonRpc objects (a
+    `Web3Rpc` around an AsyncWeb3 of your own, say). `attempts` is how many passes over the
+    endpoints a read gets; `max_lag` how many blocks behind the furthest endpoint one may be
+    before it is used only after the others; failed endpoints cool down for `cooldown`
+    seconds, doubling per consecutive failure up to `max_cooldown`.
+
+    `timeouts` is one `TimeoutPolicy` for every kind of call, or a mapping from `CallKind` (or
+    its value) to a policy, kinds left out getting the default one; without it, every kind
+    gets a policy capped at `timeout` (default 10 s, the floor the default 0.25 s or `timeout`
+    when less). The clients made from URLs get the largest cap as their own fixed timeout, a
+    backstop. `hedge`, `hedge_floor` and `hedge_initial` rule hedged reads, `broadcast` sends;
+    `latency_window` is how many answers per endpoint and kind the latency windows keep.
     """
 
     def __init__(
@@ -580,12 +685,18 @@ class FailoverRpc(ChainReads):
         endpoints: Sequence[str | JsonRpc],
         *,
         timeout: float = 10.0,
+        timeouts: Timeouts | None = None,
         attempts: int = 3,
         max_lag: int = 3,
         cooldown: float = 1.0,
         max_cooldown: float = 30.0,
         retry_wait: float = 0.05,
         retry_wait_max: float = 1.0,
+        hedge: bool = True,
+        hedge_floor: float = 0.05,
+        hedge_initial: float = 0.25,
+        broadcast: bool = True,
+        latency_window: int = DEFAULT_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         transport: str = "aiohttp",
     ) -> None:
@@ -593,11 +704,15 @@ class FailoverRpc(ChainReads):
             raise ValueError("FailoverRpc needs at least one endpoint")
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if hedge_floor < 0 or hedge_initial < 0:
+            raise ValueError("hedge_floor and hedge_initial are seconds >= 0")
+        self.policies = _policies(timeouts, timeout)
+        backstop = max(p.cap for p in self.policies.values())
         self._endpoints: list[_Endpoint] = []
         labels: set[str] = set()
         for i, ep in enumerate(endpoints):
             client = (
-                make_endpoint(ep, timeout=timeout, transport=transport)
+                make_endpoint(ep, timeout=backstop, transport=transport)
                 if isinstance(ep, str)
                 else ep
             )
@@ -607,14 +722,19 @@ class FailoverRpc(ChainReads):
             if label in labels:  # two keys on one provider: keep labels distinct
                 label = f"{label}#{i}"
             labels.add(label)
-            self._endpoints.append(_Endpoint(client, label))
+            self._endpoints.append(_Endpoint(client, label, latency_window))
         self.attempts = attempts
         self.max_lag = max_lag
         self.cooldown = cooldown
         self.max_cooldown = max_cooldown
         self.retry_wait = retry_wait
         self.retry_wait_max = retry_wait_max
+        self.hedge = hedge
+        self.hedge_floor = hedge_floor
+        self.hedge_initial = hedge_initial
+        self.broadcast = broadcast
         self._clock = clock
+        self._background: set[asyncio.Future[Any]] = set()
         self.round_trips = 0  # requests sent to any endpoint, retries and head refreshes included
 
     def __repr__(self) -> str:
@@ -629,8 +749,14 @@ class FailoverRpc(ChainReads):
         now = self._clock()
         out = []
         for ep in self._endpoints:
-            ep.stats.healthy = ep.cooldown_until <= now
-            out.append(ep.stats.copy())
+            stats = ep.stats
+            stats.healthy = ep.cooldown_until <= now
+            for kind, window in ep.latency.items():
+                p95, p99 = window.p95, window.p99
+                if p95 is not None and p99 is not None:
+                    stats.p95[kind.value], stats.p99[kind.value] = p95, p99
+                stats.timeouts[kind.value] = self._timeout(ep, kind)
+            out.append(stats.copy())
         return out
 
     @property
@@ -639,7 +765,8 @@ class FailoverRpc(ChainReads):
         return max(heads) if heads else None
 
     async def refresh_heads(self) -> dict[str, int | None]:
-        """Ask every endpoint for its head at once; label -> head (None when it failed)."""
+        """Ask every endpoint for its head at once; label -> head (None when it failed).
+        Each is bounded by its endpoint's timeout for head calls."""
 
         async def one(ep: _Endpoint) -> int | None:
             try:
@@ -658,25 +785,21 @@ class FailoverRpc(ChainReads):
         Raises RpcResponseError (the caller's errors, at once), RpcBlockUnavailableError,
         RpcSendOutcomeUnknownError (sends), or the last endpoint's error once all failed.
         """
-        params = list(params)
         if method in READ_METHODS:
-            if block is None:
-                block = pinned_block(method, params)
-            return await self._retrying()(self._read_pass, method, params, block)
-        return await self._write(method, params)
+            params, block = _pin(method, params, block)
+            return await self._read(method, params, block, data=False)
+        return await self._write(method, list(params))
 
     async def request_data(
         self, method: str, params: Sequence[Any] = (), *, block: int | None = None
     ) -> bytes:
         """`request` for a read whose result is hex data (eth_call, eth_getCode): the same
-        failover, retries and pinning; the result decoded to bytes (straight from the answer
-        where the endpoint's client can, `DataRpc`)."""
-        params = list(params)
+        failover, retries, hedging and pinning; the result decoded to bytes (straight from
+        the answer where the endpoint's client can, `DataRpc`)."""
         if method not in READ_METHODS:
-            return hex_data(method, await self._write(method, params))
-        if block is None:
-            block = pinned_block(method, params)
-        data: bytes = await self._retrying()(self._read_pass, method, params, block, data=True)
+            return hex_data(method, await self._write(method, list(params)))
+        params, block = _pin(method, params, block)
+        data: bytes = await self._read(method, params, block, data=True)
         return data
 
     def head_source(self) -> Any | None:
@@ -688,6 +811,12 @@ class FailoverRpc(ChainReads):
         return None
 
     async def close(self) -> None:
+        """Cancels what is left of hedged reads and broadcast sends, closes the clients."""
+        left, self._background = self._background, set()
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.gather(*left, return_exceptions=True)
         for ep in self._endpoints:
             closer = getattr(ep.client, "close", None)
             if closer is not None:
@@ -698,6 +827,10 @@ class FailoverRpc(ChainReads):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def _timeout(self, ep: _Endpoint, kind: CallKind) -> float:
+        """The timeout (s) of the next request of `kind` to `ep`."""
+        return self.policies[kind].timeout(ep.latency[kind], ep.backoff[kind])
 
     # -- internals --
 
@@ -712,6 +845,9 @@ class FailoverRpc(ChainReads):
             reraise=True,
         )
 
+    async def _read(self, method: str, params: list[Any], block: int | None, *, data: bool) -> Any:
+        return await self._retrying()(self._read_pass, method, params, block, data=data)
+
     def _order(self, block: int | None) -> list[_Endpoint]:
         now = self._clock()
         order = order_endpoints(
@@ -722,35 +858,93 @@ class FailoverRpc(ChainReads):
         )
         return [self._endpoints[i] for i in order]
 
+    def _hedge_delay(self, ep: _Endpoint, kind: CallKind) -> float | None:
+        """How long to wait for `ep` before asking another endpoint too; None: do not (no
+        hedging, or the request times out first, after which the next one is asked anyway)."""
+        if not self.hedge:
+            return None
+        policy, window = self.policies[kind], ep.latency[kind]
+        p95 = window.p95
+        if p95 is not None and policy.settled(window):
+            delay = max(p95, self.hedge_floor)
+        else:
+            delay = self.hedge_initial
+        return delay if delay < self._timeout(ep, kind) else None
+
     async def _read_pass(
-        self, method: str, params: list[Any], block: int | None, *, data: bool = False
+        self, method: str, params: list[Any], block: int | None, *, data: bool
     ) -> Any:
+        """One pass over the endpoints, hedged: see the module's docstring."""
+        kind = call_kind(method)
+        waiting = self._order(block)  # not asked yet, in order
+        # request -> (endpoint, whether it is a hedge, whether it is still waited for)
+        in_flight: dict[asyncio.Task[Any], tuple[_Endpoint, bool, _Waited]] = {}
+        hedge_at = math.inf  # loop time at which to hedge the newest request
+        loop = asyncio.get_running_loop()
         last: RpcError | None = None
         only_missing = True  # every endpoint lacked the block (skipped, or said so)
-        for ep in self._order(block):
-            if block is not None and not await self._has_block(ep, block):
-                ep.stats.skipped += 1
-                continue
-            try:
-                result = await self._send(ep, method, params, data=data)
-            except RpcError as exc:
-                kind = classify_error(exc)
-                if kind not in FAILOVER_KINDS:
-                    raise
-                if kind is ErrorKind.MISSING_BLOCK and block is not None:
-                    self._lower_head(ep, block - 1)
-                else:
-                    only_missing = False
-                log.debug("%s failed at %s (%s), trying the next endpoint", method, ep.label, kind)
-                last = exc
-                continue
-            if result is None and block is not None and method == "eth_getBlockByNumber":
-                self._lower_head(ep, block - 1)
-                ep.stats.skipped += 1
-                continue
-            if block is not None:
-                self._raise_head(ep, block)
-            return result
+
+        def launch(*, hedge: bool) -> bool:
+            """Ask the next endpoint in order (healthy ones come first)."""
+            nonlocal hedge_at
+            if not waiting:
+                return False
+            ep, waited = waiting.pop(0), _Waited()
+            task = asyncio.ensure_future(
+                self._attempt(ep, method, params, block, data=data, wait=waited)
+            )
+            in_flight[task] = (ep, hedge, waited)
+            if hedge:
+                ep.stats.hedges += 1
+            delay = self._hedge_delay(ep, kind)
+            hedge_at = math.inf if delay is None else loop.time() + delay
+            return True
+
+        try:
+            launch(hedge=False)
+            while in_flight:
+                can_hedge = len(in_flight) < 2 and hedge_at < math.inf and waiting
+                wait = max(hedge_at - loop.time(), 0.0) if can_hedge else None
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    launch(hedge=True)
+                    continue
+                for task in [t for t in in_flight if t in done]:  # in the order asked
+                    ep, hedged, _ = in_flight.pop(task)
+                    try:
+                        result = task.result()
+                    except _SkippedError:
+                        if self.hedge:
+                            hedge_at = min(hedge_at, loop.time())  # hedge elsewhere at once
+                        continue
+                    except RpcError as exc:
+                        error_kind = classify_error(exc)
+                        if error_kind not in FAILOVER_KINDS:
+                            raise
+                        if error_kind is not ErrorKind.MISSING_BLOCK or block is None:
+                            only_missing = False
+                        log.debug(
+                            "%s failed at %s (%s), trying the next endpoint",
+                            method,
+                            ep.label,
+                            error_kind,
+                        )
+                        last = exc
+                        continue
+                    if hedged:
+                        ep.stats.hedge_wins += 1
+                    return result
+                if not in_flight:
+                    launch(hedge=False)
+        except asyncio.CancelledError:
+            for task in in_flight:
+                task.cancel()
+            raise
+        finally:
+            for task, (_, _, waited) in in_flight.items():
+                self._leave(task, waited)  # the loser finishes (or times out) in the background
         if last is not None and not (block is not None and only_missing):
             raise last
         detail = f" (last: {last})" if last is not None else ""
@@ -758,19 +952,61 @@ class FailoverRpc(ChainReads):
             method, block if block is not None else -1, f"no endpoint has block {block}{detail}"
         ) from last
 
-    async def _has_block(self, ep: _Endpoint, block: int) -> bool:
+    async def _attempt(
+        self,
+        ep: _Endpoint,
+        method: str,
+        params: list[Any],
+        block: int | None,
+        *,
+        data: bool,
+        wait: _Waited,
+    ) -> Any:
+        """One endpoint's try at a read: its result, `_SkippedError`, or its RpcError."""
+        if block is not None and not await self._has_block(ep, block, wait):
+            ep.stats.skipped += 1
+            raise _SkippedError
+        try:
+            result = await self._send(ep, method, params, data=data, wait=wait)
+        except RpcError as exc:
+            if block is not None and classify_error(exc) is ErrorKind.MISSING_BLOCK:
+                self._lower_head(ep, block - 1)
+            raise
+        if result is None and block is not None and method == "eth_getBlockByNumber":
+            self._lower_head(ep, block - 1)
+            ep.stats.skipped += 1
+            raise _SkippedError
+        if block is not None:
+            self._raise_head(ep, block)
+        return result
+
+    def _leave(self, task: asyncio.Future[Any], waited: _Waited) -> None:
+        """Let a request nobody waits for any more finish in the background (its outcome still
+        goes into the endpoint's stats, its latency not into its window); `close()` cancels
+        what is left."""
+        waited.waited = False
+        if task.done():
+            _settle(task)
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_settle)
+
+    async def _has_block(self, ep: _Endpoint, block: int, wait: _Waited | None = None) -> bool:
         head = ep.stats.head
         if head is not None and head >= block:
             return True
         if head is None:
             return True  # unknown: try it, a missing block is detected from the answer
         try:  # known to be behind, but that may be stale: ask once
-            self._learn_head(ep, _hex_int(await self._send(ep, "eth_blockNumber", [])))
+            self._learn_head(ep, _hex_int(await self._send(ep, "eth_blockNumber", [], wait=wait)))
         except (RpcError, ValueError):
             return False
         return ep.stats.head is not None and ep.stats.head >= block
 
     async def _write(self, method: str, params: list[Any]) -> Any:
+        if method == SEND_METHOD and self.broadcast:
+            return await self._broadcast(params)
         last: RpcError | None = None
         for ep in self._order(None):
             try:
@@ -797,6 +1033,43 @@ class FailoverRpc(ChainReads):
         assert last is not None
         raise last
 
+    async def _broadcast(self, params: list[Any]) -> Any:
+        """eth_sendRawTransaction to every endpoint at once: see the module's docstring."""
+        order = self._order(None)
+        waits = [_Waited() for _ in order]
+        tasks = [
+            asyncio.ensure_future(self._send(ep, SEND_METHOD, params, wait=w))
+            for ep, w in zip(order, waits, strict=True)
+        ]
+        errors: dict[asyncio.Future[Any], RpcError] = {}
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in [t for t in tasks if t in done]:
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result()
+                    if not isinstance(exc, RpcError):
+                        raise exc
+                    if isinstance(exc, RpcResponseError) and _knows_tx(exc):
+                        return transaction_hash(params[0] if params else "")
+                    errors[task] = exc
+        except asyncio.CancelledError:
+            for left in pending:
+                left.cancel()
+            raise
+        finally:
+            for left, waited in zip(tasks, waits, strict=True):
+                if left in pending:  # the others finish in the background, counted in the stats
+                    self._leave(left, waited)
+        failures = [errors[t] for t in tasks]  # in endpoint order
+        unknown = [exc for exc in failures if _outcome_unknown(exc)]
+        if unknown:
+            raise self._unknown(unknown[0], params) from unknown[0]
+        rejected = [exc for exc in failures if _may_have_arrived(exc)]
+        raise rejected[0] if rejected else failures[-1]
+
     @staticmethod
     def _unknown(exc: RpcError, params: list[Any]) -> RpcSendOutcomeUnknownError:
         raw = params[0] if params and isinstance(params[0], str) else ""
@@ -806,27 +1079,55 @@ class FailoverRpc(ChainReads):
         )
 
     async def _send(
-        self, ep: _Endpoint, method: str, params: list[Any], *, data: bool = False
+        self,
+        ep: _Endpoint,
+        method: str,
+        params: list[Any],
+        *,
+        data: bool = False,
+        wait: _Waited | None = None,
     ) -> Any:
         stats = ep.stats
         stats.requests += 1
         self.round_trips += 1
+        kind = call_kind(method, read=method in READ_METHODS)
+        # A method of no known kind (a node's own, a test node's): the cap, and nothing learnt
+        # from it about sends.
+        known = kind is not CallKind.SEND or method == SEND_METHOD
+        policy, backoff = self.policies[kind], ep.backoff[kind]
+        limit = policy.timeout(ep.latency[kind], backoff) if known else policy.cap
         started = time.perf_counter()
         try:
-            if data:
-                result: Any = await request_data(ep.client, method, params)
-            else:
-                result = await ep.client.request(method, params)
+            try:
+                async with asyncio.timeout(limit):
+                    if data:
+                        result: Any = await request_data(ep.client, method, params)
+                    else:
+                        result = await ep.client.request(method, params)
+            except TimeoutError:
+                raise RpcTimeoutError(
+                    method, f"timed out after {limit:.3g}s", endpoint=ep.label
+                ) from None
         except RpcError as exc:
-            self._observe(ep, time.perf_counter() - started)
-            kind = classify_error(exc)
-            stats.errors[kind.value] = stats.errors.get(kind.value, 0) + 1
-            if kind in UNHEALTHY_KINDS:
+            elapsed = time.perf_counter() - started
+            self._observe(ep, elapsed)
+            if known and isinstance(exc, RpcTimeoutError):
+                # once per timeout in a row: requests sent together that time out together
+                # double it once, not once each
+                ep.backoff[kind] = max(ep.backoff[kind], backoff + 1)
+            elif known and isinstance(exc, RpcResponseError):
+                self._learn(ep, kind, elapsed, wait)  # the node answered: that took this long
+            error_kind = classify_error(exc)
+            stats.errors[error_kind.value] = stats.errors.get(error_kind.value, 0) + 1
+            if error_kind in UNHEALTHY_KINDS:
                 self._failed(ep)
             else:
                 self._answered(ep)
             raise
-        self._observe(ep, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._observe(ep, elapsed)
+        if known:
+            self._learn(ep, kind, elapsed, wait)
         stats.answers += 1
         self._answered(ep)
         if method == "eth_blockNumber":
@@ -841,6 +1142,14 @@ class FailoverRpc(ChainReads):
             with contextlib.suppress(ValueError):
                 self._learn_head(ep, _hex_int(result.get("number")))
         return result
+
+    @staticmethod
+    def _learn(ep: _Endpoint, kind: CallKind, seconds: float, wait: _Waited | None) -> None:
+        """An answer of `kind` that took `seconds`: no more timeouts in a row, and its latency
+        into the window when someone waited for it."""
+        ep.backoff[kind] = 0
+        if wait is None or wait.waited:
+            ep.latency[kind].add(seconds)
 
     def _observe(self, ep: _Endpoint, seconds: float) -> None:
         stats = ep.stats
@@ -874,6 +1183,66 @@ class FailoverRpc(ChainReads):
         """It lacks block head + 1: a known head above that was wrong (an unknown one stays)."""
         if ep.stats.head is not None and ep.stats.head > head:
             ep.stats.head = head
+
+
+def _policies(timeouts: Timeouts | None, timeout: float) -> dict[CallKind, TimeoutPolicy]:
+    """A policy per kind of call from FailoverRpc's `timeouts` / `timeout`."""
+    default = TimeoutPolicy(floor=min(DEFAULT_FLOOR, timeout), cap=timeout)
+    if timeouts is None:
+        return dict.fromkeys(CallKind, default)
+    if isinstance(timeouts, TimeoutPolicy):
+        return dict.fromkeys(CallKind, timeouts)
+    given = {CallKind(k): v for k, v in timeouts.items()}
+    return {kind: given.get(kind, default) for kind in CallKind}
+
+
+def _pin(method: str, params: Sequence[Any], block: int | None) -> tuple[list[Any], int | None]:
+    """A read's parameters and the block it is pinned to: `block`, put in place of a block tag
+    (or of a block parameter left out) so that every endpoint asked, hedges included, reads at
+    that block; else the block number the parameters name, if any."""
+    out = list(params)
+    if block is None:
+        return out, pinned_block(method, out)
+    index = BLOCK_PARAM_INDEX.get(method)
+    if index is not None:
+        if len(out) == index:
+            out.append(hex(block))
+        elif index < len(out) and isinstance(out[index], str) and out[index] in _TAGS:
+            out[index] = hex(block)
+    return out, block
+
+
+def _knows_tx(exc: RpcResponseError) -> bool:
+    """The node refused a send because it has those very bytes already."""
+    text = exc.rpc_message.lower()
+    return any(p in text for p in _KNOWN_TX)
+
+
+def _may_have_arrived(exc: RpcError) -> bool:
+    """False only for a send that certainly did not reach the node (refused, rate limited)."""
+    if isinstance(exc, RpcTransportError):
+        return exc.may_have_arrived
+    return not (isinstance(exc, RpcResponseError) and classify_error(exc) is ErrorKind.RATE_LIMITED)
+
+
+def _outcome_unknown(exc: RpcError) -> bool:
+    """A send that may have arrived without the node saying what it did with it."""
+    if isinstance(exc, RpcTransportError):
+        return exc.may_have_arrived
+    if isinstance(exc, RpcMalformedResponseError):
+        return True
+    return isinstance(exc, RpcResponseError) and classify_error(exc) in (
+        ErrorKind.NODE,
+        ErrorKind.SERVER,
+    )
+
+
+def _settle(task: asyncio.Future[Any]) -> None:
+    """Take a background request's outcome, so that asyncio does not warn about it."""
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, RpcError | _SkippedError):
+            log.warning("a background request failed: %s: %s", type(exc).__name__, exc)
 
 
 class CountingRpc:

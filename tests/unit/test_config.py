@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from keeper.chain.timeouts import CallKind, TimeoutPolicy
 from keeper.config import ConfigError, describe, load, parse
 from keeper.margin import Metric
-from keeper.runtime import thresholds_for
+from keeper.runtime import rpc_for, thresholds_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -285,3 +286,59 @@ def test_delegated_accounts_their_checks_and_the_subaccount_router(tmp_path: Pat
     for bad in (0, -1, "often"):
         devnet["accounts"]["delegation_check_blocks"] = bad
         assert "accounts.delegation_check_blocks" in problems(devnet)
+
+
+def test_rpc_timeouts_hedging_and_broadcast_default_and_per_kind() -> None:
+    default = parse(devnet_data(), environ={}, base_dir=EXAMPLES)
+    assert set(default.rpc.timeouts) == {"head", "read", "call", "logs", "send"}
+    assert default.rpc.timeouts["call"].cap_s == Decimal(10)
+    assert (default.rpc.hedge, default.rpc.broadcast) == (True, True)
+    assert "reads hedged" in "\n".join(describe(default))
+    data = devnet_data()
+    data["rpc"] = {
+        "timeout_floor_s": "0.1",
+        "timeout_multiple": 3,
+        "hedge_floor_s": "0.02",
+        "broadcast": False,
+        "logs": {"timeout_cap_s": "30"},
+        "send": {"timeout_initial_s": "2"},
+    }
+    config = parse(data, environ={"KEEPER__RPC__CALL__TIMEOUT_CAP_S": '"20"'}, base_dir=EXAMPLES)
+    t = config.rpc.timeouts
+    assert (t["head"].floor_s, t["head"].multiple, t["head"].cap_s) == (
+        Decimal("0.1"),
+        Decimal(3),
+        Decimal(10),
+    )
+    assert (t["logs"].floor_s, t["logs"].cap_s) == (Decimal("0.1"), Decimal(30))
+    assert t["call"].cap_s == Decimal(20)
+    assert t["send"].initial_s == Decimal(2)
+    rpc = rpc_for(config)
+    assert rpc.policies[CallKind.LOGS] == TimeoutPolicy(floor=0.1, cap=30.0, multiple=3.0)
+    assert rpc.policies[CallKind.SEND].initial == 2.0
+    assert (rpc.hedge, rpc.hedge_floor, rpc.broadcast) == (True, 0.02, False)
+    assert "sends to one endpoint" in "\n".join(describe(config))
+
+
+@pytest.mark.parametrize(
+    ("rpc", "key", "text"),
+    [
+        ({"timeout_floor_s": "2", "timeout_cap_s": "1"}, "rpc.timeout_cap_s", ">= timeout_floor"),
+        ({"call": {"timeout_cap_s": "0.1"}}, "rpc.call.timeout_cap_s", "(0.25)"),
+        ({"timeout_cap_s": 1.5}, "rpc.timeout_cap_s", "floats are not exact"),
+        ({"timeout_floor_s": "0"}, "rpc.timeout_floor_s", "seconds > 0"),
+        ({"timeout_cap_s": "9999"}, "rpc.timeout_cap_s", "<= 600"),
+        ({"timeout_multiple": "0.5"}, "rpc.timeout_multiple", "from 1 to 100"),
+        ({"timeout_initial_s": "20"}, "rpc.timeout_initial_s", "to timeout_cap_s (10)"),
+        ({"hedge_floor_s": "-1"}, "rpc.hedge_floor_s", "seconds >= 0"),
+        ({"hedge": "yes"}, "rpc.hedge", "true or false"),
+        ({"timeouts": {}}, "rpc.timeouts", "unknown key"),
+        ({"call": {"hedge": True}}, "rpc.call.hedge", "unknown key"),
+    ],
+)
+def test_rpc_problems_name_the_key(rpc: dict[str, Any], key: str, text: str) -> None:
+    data = devnet_data()
+    data["rpc"] = rpc
+    found = problems(data)
+    assert key in found, found
+    assert text in found[key]

@@ -133,6 +133,17 @@ def test_rpc_stats_by_endpoint(metrics: KeeperMetrics) -> None:
     )
 
 
+def test_rpc_hedges_and_timeouts_by_endpoint(metrics: KeeperMetrics) -> None:
+    a = endpoint("http://a:1", 10, 8)
+    a.hedges, a.hedge_wins, a.timeouts = 4, 3, {"head": 0.25, "call": 1.5}
+    metrics.observe_rpc([a])
+    s = samples(metrics)
+    assert s[("keeper_rpc_hedges_total", (("endpoint", "http://a:1"),))] == 4
+    assert s[("keeper_rpc_hedge_wins_total", (("endpoint", "http://a:1"),))] == 3
+    key = ("keeper_rpc_timeout_seconds", (("endpoint", "http://a:1"), ("kind", "call")))
+    assert s[key] == 1.5
+
+
 def test_rpc_source_is_polled_at_scrape(clock: FakeClock) -> None:
     stats = [endpoint("http://a:1", 1, 1)]
     m = KeeperMetrics(clock=clock, rpc_source=lambda: stats)

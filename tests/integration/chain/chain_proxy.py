@@ -8,6 +8,7 @@ every `period`-th request; `fault` hits every request. A fault is one of:
 - "garbage": HTTP 200 with a body that is not JSON
 - "truncate": HTTP 200 with the first half of the node's real answer
 - "cut": forward, then announce the full length, send half and drop the connection
+- "slowcut": "cut", after waiting `hang_seconds` first
 - "hang": wait `hang_seconds` before answering (for client timeouts)
 
 `lag` makes it a node that many blocks behind: eth_blockNumber and "latest" say head - lag,
@@ -112,7 +113,7 @@ class FaultyProxy:
                 return web.json_response({"jsonrpc": "2.0", "id": payload["id"], "error": error})
             if fault == "garbage":
                 return web.Response(status=200, text="<html>bad gateway</html>")
-            if fault == "hang":
+            if fault in ("hang", "slowcut"):
                 await asyncio.sleep(self.hang_seconds)
         if self.lag:
             lagged = await self._lagged(payload)
@@ -122,7 +123,7 @@ class FaultyProxy:
         status, answer = await self._forward(body)
         if fault == "truncate":
             return web.Response(status=200, body=answer[: len(answer) // 2])
-        if fault == "cut":
+        if fault in ("cut", "slowcut"):
             resp = web.StreamResponse(status=200)
             resp.content_type = "application/json"
             resp.content_length = len(answer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from eth_account import Account
 
@@ -16,6 +18,7 @@ from keeper.chain.jsonrpc import (
 )
 from keeper.chain.rpc import FailoverRpc, Reads
 from keeper.testing.anvil import Anvil
+from keeper.testing.helpers import wait_for_receipt
 from tests.integration.chain.support import (
     DEV_ADDRESS,
     DEV_KEY,
@@ -221,7 +224,7 @@ async def test_send_is_not_retried_when_its_fate_is_unknown(
     cutting, spare = await make_proxy(), await make_proxy()
     cutting.next_faults = ["cut"]
     raw = signed_transfer(anvil_snapshot)
-    async with FailoverRpc([cutting.url, spare.url], **FAST) as rpc:
+    async with FailoverRpc([cutting.url, spare.url], broadcast=False, **FAST) as rpc:
         with pytest.raises(RpcSendOutcomeUnknownError) as info:
             await rpc.send_raw_transaction(raw)
         # It did arrive (the proxy forwarded it, then dropped the answer): the hash finds it.
@@ -230,6 +233,19 @@ async def test_send_is_not_retried_when_its_fate_is_unknown(
     assert cutting.calls("eth_sendRawTransaction") == 1
     assert spare.calls("eth_sendRawTransaction") == 0
     assert isinstance(info.value, RpcTransportError)
+
+
+async def test_a_broadcast_send_is_sent_when_one_endpoint_drops_the_answer(
+    make_proxy: ProxyFactory, anvil_snapshot: Anvil
+) -> None:
+    cutting, spare = await make_proxy(), await make_proxy()
+    cutting.next_faults, cutting.hang_seconds = ["slowcut"], 0.3  # after the spare's answer
+    raw = signed_transfer(anvil_snapshot)
+    async with FailoverRpc([cutting.url, spare.url], **FAST) as rpc:
+        tx_hash = await rpc.send_raw_transaction(raw)
+        await asyncio.sleep(0.5)  # the cut copy arrives (and is counted) in the background
+    assert wait_for_receipt(anvil_snapshot, tx_hash)["status"] == "0x1"
+    assert cutting.calls("eth_sendRawTransaction") == spare.calls("eth_sendRawTransaction") == 1
 
 
 async def test_send_moves_on_when_it_certainly_did_not_arrive(
