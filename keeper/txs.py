@@ -418,21 +418,30 @@ class TxManager:
         intent = self.journal.intent(request.intent_id)
         if intent.status is not IntentStatus.DECIDED:
             return TxOutcome(intent.id, intent.status, detail="already signed: resolve it")
-        revert = await self.simulate(request)
-        if revert is not None:
+        # the simulation, the gas estimate and the fees are independent: one round trip, not
+        # three; the first of them to refuse (in this order) decides, as if run one by one
+        simulated, estimated, priced = await asyncio.gather(
+            self.simulate(request),
+            self.estimate_gas(request),
+            self.fees(),
+            return_exceptions=True,
+        )
+        if isinstance(simulated, BaseException):
+            raise simulated
+        if simulated is not None:
+            return self._fail(
+                intent.id, Failure.SIMULATION_REVERTED, simulated.message, revert=simulated
+            )
+        if isinstance(estimated, RpcResponseError) and is_revert(estimated):
+            revert = self._revert(estimated)
             return self._fail(intent.id, Failure.SIMULATION_REVERTED, revert.message, revert=revert)
-        try:
-            gas = await self.estimate_gas(request)
-        except RpcResponseError as exc:
-            if not is_revert(exc):
-                raise
-            revert = self._revert(exc)
-            return self._fail(intent.id, Failure.SIMULATION_REVERTED, revert.message, revert=revert)
-        try:
-            fees = await self.fees()
-        except FeeCapExceededError as exc:
-            return self._fail(intent.id, Failure.FEE_CAP, str(exc))
-        return await self._sign(request, fees, gas, kind=TxKind.ACTION)
+        if isinstance(estimated, BaseException):
+            raise estimated
+        if isinstance(priced, FeeCapExceededError):
+            return self._fail(intent.id, Failure.FEE_CAP, str(priced))
+        if isinstance(priced, BaseException):
+            raise priced
+        return await self._sign(request, priced, estimated, kind=TxKind.ACTION)
 
     async def _sign(
         self,
@@ -444,7 +453,9 @@ class TxManager:
         nonce: int | None = None,
         supersede: Sequence[int] = (),
     ) -> TxRecord | TxOutcome:
-        hint = await self.rpc.get_transaction_count(self.sender, "pending")
+        hint, head = await asyncio.gather(
+            self.rpc.get_transaction_count(self.sender, "pending"), self.rpc.block_number()
+        )
         l1 = await self.l1_fee(request, fees, gas, nonce if nonce is not None else hint)
         cost = gas * fees.max_fee + l1 + request.value
         cap = self.config.fees.max_cost
@@ -454,7 +465,6 @@ class TxManager:
                 Failure.COST_CAP,
                 f"cost {cost} wei (gas {gas} x {fees.max_fee} + L1 {l1} + value) exceeds {cap}",
             )
-        head = await self.rpc.block_number()
 
         def sign(chosen: int) -> UnsignedTx:
             signed = self.signer.sign_transaction(self._tx_dict(request, chosen, fees, gas))
