@@ -68,6 +68,7 @@ __all__ = [
     "cross_margin_ratio",
     "cross_metric",
     "cross_notional",
+    "cross_ratio_and_distance",
     "cross_size_to_cut_for_distance",
     "cross_size_to_cut_for_ratio",
     "distance_to_liquidation",
@@ -83,6 +84,7 @@ __all__ = [
     "pnl",
     "project",
     "projected_margin_ratio",
+    "ratio_and_distance",
     "size_to_cut_for_distance",
     "size_to_cut_for_ratio",
 ]
@@ -480,6 +482,13 @@ def metric(position: Position, market: Market, which: Metric) -> Decimal | None:
 
 
 @_exact
+def ratio_and_distance(position: Position, market: Market) -> tuple[Decimal, Decimal | None]:
+    """`margin_ratio` and `distance_to_liquidation` at once (one computation for both)."""
+    book = _isolated(position, market)
+    return book.ratio(), book.min_distance()
+
+
+@_exact
 def collateral_for_ratio(position: Position, market: Market, target: Decimal) -> Usd:
     """USD of collateral to add so that the margin ratio is at least `target`, rounded up."""
     need = _isolated(position, market).collateral_for_ratio(target)
@@ -623,6 +632,15 @@ def cross_distance_to_liquidation(
 def cross_metric(account: CrossAccount, legs: Sequence[Leg], which: Metric) -> Decimal | None:
     """The account's margin ratio, or the least distance over its positions."""
     return _cross(account, legs).metric(which)
+
+
+@_exact
+def cross_ratio_and_distance(
+    account: CrossAccount, legs: Sequence[Leg]
+) -> tuple[Decimal, Decimal | None]:
+    """`cross_metric` for both metrics at once (one computation for both)."""
+    book = _cross(account, legs)
+    return book.ratio(), book.min_distance()
 
 
 @_exact

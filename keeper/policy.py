@@ -241,6 +241,9 @@ class _Isolated:
     def metric(self, which: Metric) -> Decimal | None:
         return margin.metric(self.position, self.market, which)
 
+    def ratio_and_distance(self) -> tuple[Decimal, Decimal | None]:
+        return margin.ratio_and_distance(self.position, self.market)
+
     def equity(self) -> Usd:
         return margin.equity(self.position, self.market)
 
@@ -317,6 +320,9 @@ class _Cross:
 
     def metric(self, which: Metric) -> Decimal | None:
         return margin.cross_metric(self.account_, self.legs_, which)
+
+    def ratio_and_distance(self) -> tuple[Decimal, Decimal | None]:
+        return margin.cross_ratio_and_distance(self.account_, self.legs_)
 
     def equity(self) -> Usd:
         return margin.cross_equity(self.account_, self.legs_)
@@ -499,7 +505,8 @@ def _assess(
     subject: _Subject, thresholds: Thresholds, history: History, block_number: int
 ) -> _Case:
     th = thresholds.lookup(subject.venue, subject.threshold_id)
-    now = subject.metric(th.metric)
+    ratio, distance = subject.ratio_and_distance()  # one margin computation for both
+    now = ratio if th.metric is Metric.RATIO else distance
     ahead = None
     x = now
     if th.projection_seconds > 0:
@@ -507,15 +514,13 @@ def _assess(
         x = _worse(now, ahead)
     last = history.last(subject.intent_keys())
     in_cooldown = last is not None and block_number - last.block_number < th.cooldown_blocks
-    ratio = subject.metric(Metric.RATIO)
-    assert ratio is not None
     return _Case(
         subject=subject,
         th=th,
         now=now,
         ahead=ahead,
         x=x,
-        distance=subject.metric(Metric.DISTANCE),
+        distance=distance,
         ratio=ratio,
         last=last,
         in_cooldown=in_cooldown,

@@ -29,7 +29,7 @@ ticked on the block after the top-up's. It prints:
   the requests before the send (simulation, gas, fees, nonce, head), the sends, what follows
   in the tick (receipts), and the block stream's polls per block;
 - where the head-to-sent time goes (medians over the ticks that sent a top-up);
-- each of the issue's goals, met or not.
+- each of the reaction goals, met or not.
 
 GC: at 1,000 positions and 0.25 s blocks without faults, runs with `_CollectorPause` as it
 is and with it replaced by a no-op context manager (`--gc-mode off` in the child), alternated,
@@ -1147,7 +1147,7 @@ def print_gc(g: dict[str, Any]) -> None:
     if alt == "off" and s["tick"] is not None:
         verdict = "keep it" if s["tick"] > 10 else "remove it (it saves no more than 10%)"
         print(
-            f"issue #19 item 7: tick time saved by the pause at 1,000 positions: median "
+            f"tick time saved by the pause at 1,000 positions: median "
             f"{s['tick']:.1f}%, mean {pct(s['tick_mean'])}, p99 {pct(s['tick_p99'])}; by the "
             f"median: {verdict}"
         )
