@@ -290,6 +290,20 @@ async def test_without_history_a_read_is_hedged_after_hedge_initial() -> None:
     assert a.finished == 0
 
 
+async def test_a_kind_without_history_is_hedged_at_the_pace_of_the_endpoints_other_kinds() -> None:
+    # fee history, nonces and receipts come once per action: their windows fill slowly, and a
+    # hang on one of them must not cost hedge_initial when the endpoint's pace is known
+    a = Timed("a", hangs_after(WARM, hang=1.0))
+    b = Timed("b", fast("0x2"))
+    rpc = failover(a, b, hedge_initial=0.5)
+    await warm(rpc, "eth_call")  # only eth_call (kind "call") has history
+    result, took = await timed(rpc.get_balance("0x" + "11" * 20))  # kind "read": none
+    assert result == 2
+    assert took < 0.3  # the hedge floor (0.05 s) and b's answer, not the 0.5 s initial
+    assert rpc.stats()[1].hedge_wins == 1
+    await rpc.close()
+
+
 # -- broadcast sends --
 
 RAW = "0x02f86b827a6980"
