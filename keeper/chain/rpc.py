@@ -10,8 +10,9 @@ timeouts from each endpoint's recent latency, hedged reads and broadcast sends.
   Errors that are the caller's (a revert, invalid params, ...) and refusals for gas or size
   are raised at once, from the first endpoint that gave them.
 - Hedging (`hedge=True`, the default): a read not answered within the endpoint's recent p95
-  latency for its kind of call (at least `hedge_floor`; until that kind has history, the
-  slowest p95 of the endpoint's other kinds, and `hedge_initial` when none has any) is also
+  latency for its kind of call (until that kind has history, the fastest p95 of the
+  endpoint's other kinds, and `hedge_initial` when none has any; at least `hedge_floor`, at
+  most `hedge_initial`) is also
   sent to the next endpoint in order (a healthy one, unless all the others are cooling
   down: better one in trouble a moment ago than waiting out a hang), with the same
   parameters (so at the same block number when pinned). The first valid answer wins;
@@ -868,15 +869,18 @@ class FailoverRpc(ChainReads):
         p95 = window.p95
         if p95 is None or not policy.settled(window):
             # few answers of this kind yet (fee history, nonces, receipts come once per
-            # action): the slowest p95 the endpoint has settled for another kind, so that a
+            # action): the fastest p95 the endpoint has settled for another kind, so that a
             # hang on such a call costs a hedge delay of this endpoint's pace, not the initial
             known = [
                 w.p95
                 for k, w in ep.latency.items()
                 if k is not kind and w.p95 is not None and self.policies[k].settled(w)
             ]
-            p95 = max(known) if known else None
-        delay = self.hedge_initial if p95 is None else max(p95, self.hedge_floor)
+            p95 = min(known) if known else None
+        # never later than hedge_initial: an endpoint whose window has learnt a few hangs
+        # (answered within a doubled timeout) must not make every read wait that long
+        delay = self.hedge_initial if p95 is None else min(p95, self.hedge_initial)
+        delay = max(delay, self.hedge_floor)
         return delay if delay < self._timeout(ep, kind) else None
 
     async def _read_pass(

@@ -304,6 +304,21 @@ async def test_a_kind_without_history_is_hedged_at_the_pace_of_the_endpoints_oth
     await rpc.close()
 
 
+async def test_an_endpoint_that_learnt_a_hang_is_hedged_no_later_than_hedge_initial() -> None:
+    # a hang answered within a doubled timeout enters the window: its p95 must not become
+    # the wait of every read after it
+    slow = Timed("a", lambda method, params: (0.6, "0x1"))
+    b = Timed("b", fast("0x2"))
+    rpc = failover(slow, b, hedge_initial=0.1, timeout=5.0)
+    window = rpc._endpoints[0].latency[CallKind.READ]
+    for _ in range(WARM):
+        window.add(0.6)  # the endpoint's reads took 0.6 s: its p95 is 0.6 s
+    result, took = await timed(rpc.get_balance("0x" + "11" * 20))
+    assert result == 2
+    assert took < 0.4  # hedged after 0.1 s, not 0.6 s
+    await rpc.close()
+
+
 # -- broadcast sends --
 
 RAW = "0x02f86b827a6980"
