@@ -269,8 +269,10 @@ class FaultProxy:
             self._ready.set()
             await self._stopping.wait()
         finally:
-            await session.close()
+            # the server first: it cancels requests still held (hangs), which would otherwise
+            # wake up to forward through a closed session
             await runner.cleanup()
+            await session.close()
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -293,7 +295,8 @@ class FaultProxy:
             return kind
 
     async def _forward(self, body: bytes) -> tuple[int, bytes]:
-        assert self._session is not None, "forwarding while not serving"
+        if self._session is None or self._session.closed:  # stopping
+            return 503, b"fault proxy: stopping"
         try:
             async with self._session.post(self.upstream, data=body, headers=_JSON) as resp:
                 return resp.status, await resp.read()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import threading
 import time
 import urllib.request
 
@@ -113,6 +115,27 @@ def test_a_seed_repeats_the_faults_and_settings_change_while_it_runs(anvil: Anvi
     with pytest.raises(ValueError, match="between 0 and 1"):
         FaultProxy(anvil.url, rate=1.5)
     assert set(FAULT_KINDS) >= set(kinds)
+
+
+def test_stopping_while_a_hang_ends_logs_no_error(
+    anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a held request that wakes up during the shutdown must not forward through a closed
+    # session (aiohttp logged "Error handling request ... Session is closed")
+    proxy = FaultProxy(anvil.url, rate=1.0, kinds=["hang"], hang_s=0.25).start()
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+
+    def client() -> None:
+        with contextlib.suppress(OSError, ValueError):  # cut short, or answered: either is fine
+            post(proxy.url, payload)
+
+    held = threading.Thread(target=client)
+    with caplog.at_level(logging.ERROR):
+        held.start()
+        time.sleep(0.2)  # the request is held; its hang ends during the stop
+        proxy.stop()
+        held.join(10)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_reads_through_a_hanging_endpoint_stay_fast(
