@@ -282,19 +282,17 @@ class TxManager:
         config: TxConfig,
         *,
         delayed_venues: Collection[str] = (),
-        extra_abis: tuple[list[dict[str, Any]], ...] = (),
         decode_error: Callable[[bytes], RevertReason] | None = None,
     ) -> None:
         """`decode_error`: the venue's decoder of revert data (`Venue.decode_error`), so that a
         simulation's revert is named by the venue's own errors; without it reverts are decoded
-        with the shipped ABIs and `extra_abis`."""
+        with the shipped ABIs."""
         self.rpc = rpc
         self.journal = journal
         self.signer = signer
         self.config = config
         self.sender = signer.address
         self.delayed_venues = frozenset(delayed_venues)
-        self.extra_abis = extra_abis
         self.decode_error = decode_error
         # replicas: called right before each broadcast; raises JournalFencedError when this
         # process no longer holds the leader lease (keeper.lease.Leadership.check)
@@ -319,7 +317,7 @@ class TxManager:
         data = revert_data(exc)
         if self.decode_error is not None and data is not None:
             return self.decode_error(data)
-        return decode_revert(data, self.extra_abis)
+        return decode_revert(data)
 
     async def simulate(self, request: TxRequest) -> RevertReason | None:
         """eth_call the request as the sender: None if it succeeds, else the decoded revert."""

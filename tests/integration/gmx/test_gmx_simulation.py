@@ -23,7 +23,7 @@ from keeper.signer import Signer
 from keeper.txs import FeePolicy, TxConfig, TxManager
 from keeper.units import TokenAmount
 from keeper.venues.base import Watch
-from keeper.venues.gmx import GmxVenue, gmx_abi
+from keeper.venues.gmx import GmxVenue
 from tests.integration.gmx.deploy import MARKET, USD, GmxDevnet
 from tests.integration.gmx.test_gmx_anvil import position_of
 
@@ -83,7 +83,7 @@ async def rig(gmx: GmxDevnet, tmp_path: Path) -> AsyncIterator[Rig]:
         Signer.from_key(gmx.trader.key),
         TxConfig(chain_id=chain_id, fees=FeePolicy(10**11)),
         delayed_venues={venue.name},
-        extra_abis=(gmx_abi("ExchangeRouter"),),
+        decode_error=venue.decode_error,
     )
     try:
         yield Rig(gmx, venue, txs, journal, Executor(venue, txs, journal, NoEvents()))

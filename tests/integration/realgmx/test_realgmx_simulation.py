@@ -38,7 +38,6 @@ from keeper.venues.gmx import (
     GmxVenue,
     TokenPrice,
     encode_simulation,
-    gmx_abi,
 )
 from keeper.venues.gmx_math import OrderType, name_key
 from tests.integration.realgmx.harness import (
@@ -333,7 +332,7 @@ async def rig(realgmx: RealGmx, tmp_path: Path) -> AsyncIterator[Rig]:
         Signer.from_key(realgmx.trader.key),
         TxConfig(chain_id=realgmx.chain_id, fees=FeePolicy(10**12)),
         delayed_venues={venue.name},
-        extra_abis=(gmx_abi("ExchangeRouter"),),
+        decode_error=venue.decode_error,
     )
     try:
         yield Rig(venue, txs, journal, Executor(venue, txs, journal, NoEvents()))
